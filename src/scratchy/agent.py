@@ -1,0 +1,445 @@
+"""The ``Agent``: a model, tools, and named sessions that save themselves after every turn.
+
+The loop (:meth:`Agent.stream`) is: add the user's message, then ask the model; while it asks for
+tools, run them and ask again; stop at a reply without tool calls. Every turn's new messages are
+appended to the session store under its cross-process lock when the turn ends, even when it fails
+or is cancelled, and no assistant tool call is ever left without its tool result.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from . import messages as msgs
+from .errors import MaxTurnsExceeded, UsageError
+from .messages import Message
+from .providers.base import ModelResponse, Provider, TextDelta
+from .sessions import SessionManager
+from .stores.base import utcnow, validate_session_id
+from .tools import Tool, ToolRegistry, ToolResult
+
+logger = logging.getLogger("scratchy")
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful AI assistant. Answer clearly and concisely. "
+    "Use the tools you are given when they help."
+)
+Approval = Literal["ask", "allow", "deny"]
+
+
+@dataclass(slots=True)
+class ToolCallEvent:
+    """The model asked for a tool."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(slots=True)
+class ToolResultEvent:
+    """A tool finished (``is_error`` when it failed or was refused)."""
+
+    call_id: str
+    name: str
+    content: str
+    is_error: bool
+
+
+@dataclass(slots=True)
+class FinalEvent:
+    """The turn ended with this reply text."""
+
+    text: str
+
+
+Event = TextDelta | ToolCallEvent | ToolResultEvent | FinalEvent
+
+
+class Session:
+    """One named conversation: its messages (a plain, mutable list of dicts) and its header."""
+
+    def __init__(
+        self,
+        session_id: str,
+        messages: list[Message] | None = None,
+        *,
+        created_at: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self._messages: list[Message] = messages if messages is not None else []
+        self.created_at: datetime = created_at or utcnow()
+        self.last_activity: datetime = self.created_at
+        self.metadata: dict[str, Any] = metadata if metadata is not None else {}
+        self._synced = 0  # leading messages known to be stored, in this order
+        self._synced_last: Message | None = None
+        self._version = ""  # the store's version token when we last synced
+        self._replaced = False
+
+    @property
+    def messages(self) -> list[Message]:
+        """The message list; assign a new list to replace the history (saved on the next turn)."""
+        return self._messages
+
+    @messages.setter
+    def messages(self, value: list[Message]) -> None:
+        self._messages = value if isinstance(value, list) else list(value)
+        self._replaced = True
+
+    def _mark_synced(self, version: str) -> None:
+        self._synced = len(self._messages)
+        self._synced_last = self._messages[-1] if self._messages else None
+        self._version = version
+        self._replaced = False
+
+    @property
+    def unsynced(self) -> bool:
+        """True when the in-memory history differs from what was last stored (or was replaced)."""
+        return self._replaced or not self._prefix_intact() or len(self._messages) != self._synced
+
+    def _prefix_intact(self) -> bool:
+        if self._synced == 0:
+            return True
+        return (
+            len(self._messages) >= self._synced
+            and self._messages[self._synced - 1] is self._synced_last
+        )
+
+    def clear(self, keep_system: bool = True) -> None:
+        """Forget the conversation, keeping the system message unless ``keep_system=False``."""
+        kept = [m for m in self._messages[:1] if keep_system and m.get("role") == "system"]
+        self.messages = kept
+
+    def __repr__(self) -> str:
+        return f"Session({self.session_id!r}, {len(self._messages)} messages)"
+
+
+@dataclass
+class _Callbacks:
+    on_token: Callable[[str], Any] | None = None
+    on_tool_start: Callable[[str, dict[str, Any]], Any] | None = None
+    on_tool_end: Callable[[str, ToolResult], Any] | None = None
+    on_tool_approval: Callable[[str, dict[str, Any]], Any] | None = None
+    on_final_message: Callable[[str], Any] | None = None
+
+
+async def _call(callback: Callable[..., Any] | None, *args: Any) -> Any:
+    if callback is None:
+        return None
+    result = callback(*args)
+    return await result if inspect.isawaitable(result) else result
+
+
+class Agent:
+    """An LLM agent with tools and persistent, named sessions.
+
+    Args:
+        model: ``"provider:model"`` (``openai:gpt-4o-mini``, ``anthropic:...``, ``ollama:llama3.2``,
+            ``groq:...``, ``gemini:...``, ``local:``), or None for ``$SCRATCHY_MODEL`` or the
+            embedded local model.
+        llm: The original Scratchy's provider name (``Agent(llm="ollama", model="llama3.2")``).
+        api_key: Key for the provider (else its environment variable).
+        base_url: Any OpenAI-compatible endpoint (vLLM, llama.cpp server, LM Studio).
+        provider: A ready :class:`~scratchy.providers.base.Provider` (e.g. ``FakeProvider``).
+        system_prompt: The first message of every new session (None for none).
+        tools: Tools (``Tool`` objects or plain functions) to start with.
+        session_manager: Where sessions are saved; default ``SessionManager()``. Pass
+            ``autosave=False`` to keep sessions in memory only.
+        max_iterations: Model calls allowed per turn before ``MaxTurnsExceeded``.
+        tool_approval: For tools that change files or run code: ``"ask"`` calls
+            ``on_tool_approval(name, args)`` (refused when there is none), ``"allow"``, ``"deny"``.
+        on_token, on_tool_start, on_tool_end, on_tool_approval, on_final_message: Callbacks
+            (plain or async functions).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        llm: str | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        provider: Provider | None = None,
+        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        session_manager: SessionManager | None = None,
+        autosave: bool = True,
+        max_iterations: int = 10,
+        tool_approval: Approval = "ask",
+        workspace: str | None = None,
+        on_token: Callable[[str], Any] | None = None,
+        on_tool_start: Callable[[str, dict[str, Any]], Any] | None = None,
+        on_tool_end: Callable[[str, ToolResult], Any] | None = None,
+        on_tool_approval: Callable[[str, dict[str, Any]], Any] | None = None,
+        on_final_message: Callable[[str], Any] | None = None,
+        **provider_options: Any,
+    ) -> None:
+        if tool_approval not in ("ask", "allow", "deny"):
+            raise UsageError(
+                f"tool_approval must be 'ask', 'allow' or 'deny', not {tool_approval!r}"
+            )
+        if max_iterations < 1:
+            raise UsageError("max_iterations must be at least 1")
+        self._provider = provider
+        self._provider_args = dict(
+            model=model, llm=llm, api_key=api_key, base_url=base_url, **provider_options
+        )
+        self.system_prompt = system_prompt
+        self.tools = ToolRegistry()
+        for t in tools:
+            self.tools.add(t)
+        self.session_manager = (
+            session_manager
+            if session_manager is not None
+            else (SessionManager() if autosave else None)
+        )
+        self.max_iterations = max_iterations
+        self.tool_approval: Approval = tool_approval
+        self.workspace = workspace
+        self.callbacks = _Callbacks(
+            on_token, on_tool_start, on_tool_end, on_tool_approval, on_final_message
+        )
+        self.sessions: dict[str, Session] = {}
+        self._mcp: Any = None
+        self._always_allowed: set[str] = set()
+
+    # -- configuration -----------------------------------------------------------------------
+
+    @property
+    def provider(self) -> Provider:
+        """The model provider, resolved on first use (vendor SDKs load only then)."""
+        if self._provider is None:
+            from .providers import resolve_provider
+
+            self._provider = resolve_provider(**self._provider_args)
+        return self._provider
+
+    @provider.setter
+    def provider(self, value: Provider) -> None:
+        self._provider = value
+
+    def set_model(self, model: str) -> None:
+        """Switch to another ``"provider:model"`` for the following turns."""
+        from .providers import resolve_provider
+
+        self._provider = resolve_provider(model)
+
+    def add_tool(self, tool: Tool | Callable[..., Any]) -> Tool:
+        """Add a tool (a ``Tool`` or a type-hinted function with a docstring)."""
+        return self.tools.add(tool)
+
+    def load_default_tools(self) -> list[Tool]:
+        """Add the built-in file, search, shell, Python and web tools."""
+        from .default_tools import default_tools
+
+        added = [self.tools.add(t) for t in default_tools(self.workspace)]
+        return added
+
+    def add_mcp_server(self, source: Any) -> None:
+        """Add the MCP servers of an ``mcp.json`` path or dict; they start on first use."""
+        from .mcp import MCPManager
+
+        if self._mcp is None:
+            self._mcp = MCPManager()
+        self._mcp.add(source)
+
+    async def aclose(self) -> None:
+        """Stop MCP servers and release provider resources."""
+        if self._mcp is not None:
+            await self._mcp.aclose()
+            self._mcp = None
+        close = getattr(self._provider, "aclose", None)
+        if close is not None:
+            await _call(close)
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def get_session(self, session_id: str = "default") -> Session:
+        """The session ``session_id``: from memory, else from the store, else a new one."""
+        session = self.sessions.get(session_id)
+        if session is not None:
+            return session
+        validate_session_id(session_id)
+        stored = self.session_manager.store.load(session_id) if self.session_manager else None
+        if stored is not None:
+            session = Session(
+                session_id,
+                stored.messages,
+                created_at=stored.info.created_at,
+                metadata=dict(stored.info.metadata),
+            )
+            session.last_activity = stored.info.updated_at
+            session._mark_synced(stored.info.version)
+        else:
+            start = [msgs.system(self.system_prompt)] if self.system_prompt else []
+            session = Session(session_id, start)
+        self.sessions[session_id] = session
+        return session
+
+    def save(self, session: Session) -> None:
+        """Store what changed in ``session`` since it was last stored (append or rewrite)."""
+        if self.session_manager is None or not session.unsynced:
+            return
+        store = self.session_manager.store
+        sid = session.session_id
+        if (
+            session._replaced
+            or not session._prefix_intact()
+            or (session._synced and store.info(sid) is None)
+        ):  # rewritten, or deleted meanwhile
+            info = store.replace(sid, session.messages, metadata=session.metadata)
+        else:
+            info = store.append(sid, session.messages[session._synced :], metadata=session.metadata)
+            if info.message_count != len(session.messages):  # another process added messages
+                stored = store.load(sid)
+                if stored is not None:
+                    session._messages = stored.messages
+                    info = stored.info
+        session._mark_synced(info.version)
+
+    def refresh(self, session: Session) -> None:
+        """Pick up messages another process stored, unless this history was changed here."""
+        if self.session_manager is None or session.unsynced or not session._version:
+            return
+        info = self.session_manager.store.info(session.session_id)
+        if info is not None and info.version != session._version:
+            stored = self.session_manager.store.load(session.session_id)
+            if stored is not None:
+                session._messages = stored.messages
+                session._mark_synced(stored.info.version)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def chat(self, text: str, session_id: str = "default") -> str:
+        """Send ``text`` in ``session_id`` and return the final reply."""
+        reply = ""
+        async for event in self.stream(text, session_id=session_id):
+            if isinstance(event, FinalEvent):
+                reply = event.text
+        return reply
+
+    async def stream(self, text: str, session_id: str = "default") -> AsyncIterator[Event]:
+        """Run one turn, yielding text deltas, tool calls, tool results and the final reply."""
+        session = self.get_session(session_id)
+        self.refresh(session)
+        session.messages.append(msgs.user(text))
+        try:
+            tools = await self._tools()
+            for _ in range(self.max_iterations):
+                response = None
+                async for item in self.provider.stream(self._history(session), tools.schemas()):
+                    if isinstance(item, TextDelta):
+                        await _call(self.callbacks.on_token, item.text)
+                        yield item
+                    else:
+                        response = item
+                assert response is not None, "provider stream ended without a ModelResponse"
+                self._account(session, response)
+                reply = response.message
+                session.messages.append(reply)
+                calls = reply.get("tool_calls") or []
+                if not calls:
+                    final = msgs.text_of(reply)
+                    await _call(self.callbacks.on_final_message, final)
+                    yield FinalEvent(final)
+                    return
+                for call in calls:
+                    async for event in self._run_tool(session, tools, call):
+                        yield event
+            raise MaxTurnsExceeded(
+                f"No final answer after {self.max_iterations} model calls; raise "
+                "Agent(max_iterations=...) or ask for something smaller"
+            )
+        finally:
+            _close_open_calls(session.messages)
+            session.last_activity = utcnow()
+            self.save(session)
+
+    async def _tools(self) -> ToolRegistry:
+        if self._mcp is None:
+            return self.tools
+        registry = ToolRegistry(self.tools)
+        for t in await self._mcp.tools():
+            registry.add(t)
+        return registry
+
+    def _history(self, session: Session) -> list[Message]:
+        from .history import repair
+
+        return repair(session.messages)
+
+    def _account(self, session: Session, response: ModelResponse) -> None:
+        if response.usage is None:
+            return
+        usage = session.metadata.setdefault("usage", {"input_tokens": 0, "output_tokens": 0})
+        usage["input_tokens"] = usage.get("input_tokens", 0) + response.usage.input_tokens
+        usage["output_tokens"] = usage.get("output_tokens", 0) + response.usage.output_tokens
+
+    async def _run_tool(
+        self, session: Session, tools: ToolRegistry, call: dict[str, Any]
+    ) -> AsyncIterator[Event]:
+        fn = call.get("function", {})
+        name, arguments = fn.get("name", ""), fn.get("arguments") or "{}"
+        yield ToolCallEvent(call["id"], name, arguments)
+        try:
+            args = json.loads(arguments)
+        except ValueError:
+            args = {}
+        tool = tools.get(name)
+        if tool is None:
+            known = ", ".join(t.name for t in tools) or "none"
+            result = ToolResult(f"Error: no tool named '{name}'. Available tools: {known}", True)
+        elif tool.needs_approval and not await self._approved(name, args):
+            result = ToolResult(
+                f"Error: the user did not approve running '{name}'. Do not retry it; "
+                "explain what you wanted to do instead.",
+                True,
+            )
+        else:
+            await _call(self.callbacks.on_tool_start, name, args)
+            result = await tool.run(arguments)
+            await _call(self.callbacks.on_tool_end, name, result)
+        session.messages.append(msgs.tool_result(call["id"], result.content, name))
+        yield ToolResultEvent(call["id"], name, result.content, result.is_error)
+
+    async def _approved(self, name: str, args: dict[str, Any]) -> bool:
+        if self.tool_approval != "ask" or name in self._always_allowed:
+            return self.tool_approval == "allow" or name in self._always_allowed
+        answer = await _call(self.callbacks.on_tool_approval, name, args)
+        if answer == "always":
+            self._always_allowed.add(name)
+            return True
+        return bool(answer)
+
+
+def _close_open_calls(messages: list[Message]) -> None:
+    """Give every tool call of the last assistant message a result (a cancelled turn)."""
+    for i in range(len(messages) - 1, -1, -1):
+        msg = messages[i]
+        if msg.get("role") == "assistant":
+            answered = {m.get("tool_call_id") for m in messages[i + 1 :]}
+            for call in msg.get("tool_calls") or []:
+                if call.get("id") not in answered:
+                    messages.append(
+                        msgs.tool_result(
+                            call["id"],
+                            "Error: cancelled before this tool ran",
+                            call.get("function", {}).get("name"),
+                        )
+                    )
+            return
+        if msg.get("role") != "tool":
+            return

@@ -1,0 +1,121 @@
+"""Checks and repairs of a message history, so that no slice or cancelled turn breaks a provider.
+
+Providers reject a history where a tool result has no matching call before it, or where an
+assistant tool call has no result. :func:`validate` lists such problems; :func:`repair` returns a
+copy fixed with the smallest change (orphan results dropped, a "cancelled" result added after an
+unanswered call, a misplaced system message moved first). :func:`trim` keeps the recent end of a
+long history without ever separating a tool call from its results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .messages import Message, tool_result
+
+CANCELLED = "Error: this tool call was cancelled or its result was lost"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a history."""
+
+    index: int
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"message {self.index}: {self.kind}: {self.detail}"
+
+
+def validate(messages: list[Message]) -> list[Problem]:
+    """List the problems of ``messages`` (empty when a provider will accept it)."""
+    problems: list[Problem] = []
+    open_calls: dict[str, int] = {}
+    seen_ids: set[str] = set()
+    for i, msg in enumerate(messages):
+        role = msg.get("role")
+        if role == "system" and i != 0:
+            problems.append(Problem(i, "system-not-first", "a system message after the start"))
+        if role != "tool" and open_calls:
+            for call_id, at in open_calls.items():
+                problems.append(
+                    Problem(at, "unanswered-call", f"tool call {call_id} has no result")
+                )
+            open_calls.clear()
+        if role == "assistant":
+            for call in msg.get("tool_calls") or []:
+                call_id = call.get("id", "")
+                if call_id in seen_ids:
+                    problems.append(Problem(i, "duplicate-call-id", f"tool call id {call_id}"))
+                seen_ids.add(call_id)
+                open_calls[call_id] = i
+        elif role == "tool":
+            call_id = msg.get("tool_call_id", "")
+            if call_id not in open_calls:
+                problems.append(Problem(i, "orphan-result", f"no tool call {call_id} before it"))
+            else:
+                del open_calls[call_id]
+    for call_id, at in open_calls.items():
+        problems.append(Problem(at, "unanswered-call", f"tool call {call_id} has no result"))
+    return problems
+
+
+def repair(messages: list[Message]) -> list[Message]:
+    """A copy of ``messages`` that :func:`validate` accepts (the list itself when it already is)."""
+    if not validate(messages):
+        return messages
+    out: list[Message] = []
+    systems = [m for m in messages if m.get("role") == "system"]
+    if systems and messages[0].get("role") != "system":
+        out.append(systems[0])
+    open_calls: dict[str, str] = {}
+    seen_ids: set[str] = set()
+
+    def close_open() -> None:
+        for call_id, name in open_calls.items():
+            out.append(tool_result(call_id, CANCELLED, name or None))
+        open_calls.clear()
+
+    for i, msg in enumerate(messages):
+        role = msg.get("role")
+        if role == "system" and (i != 0 or out):
+            continue
+        if role != "tool":
+            close_open()
+        if role == "assistant" and msg.get("tool_calls"):
+            calls = [c for c in msg["tool_calls"] if c.get("id") not in seen_ids]
+            for c in calls:
+                seen_ids.add(c["id"])
+                open_calls[c["id"]] = c.get("function", {}).get("name", "")
+            fixed = dict(msg)
+            if calls:
+                fixed["tool_calls"] = calls
+            else:
+                fixed.pop("tool_calls")
+                if fixed.get("content") is None:
+                    fixed["content"] = ""
+            out.append(fixed)  # type: ignore[arg-type]
+        elif role == "tool":
+            if msg.get("tool_call_id") in open_calls:
+                del open_calls[msg["tool_call_id"]]
+                out.append(msg)
+        else:
+            out.append(msg)
+    close_open()
+    return out
+
+
+def trim(messages: list[Message], keep_last: int = 50) -> list[Message]:
+    """Keep the system message and about the last ``keep_last`` messages, never cutting a tool
+    call from its results (the cut moves back to the assistant message that made the calls)."""
+    if keep_last < 0:
+        raise ValueError("keep_last must be >= 0")
+    head = messages[:1] if messages and messages[0].get("role") == "system" else []
+    body = messages[len(head) :]
+    if len(body) <= keep_last:
+        return list(messages)
+    start = len(body) - keep_last
+    while 0 < start < len(body) and body[start].get("role") == "tool":
+        start -= 1
+    return head + repair(body[start:])

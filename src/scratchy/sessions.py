@@ -1,0 +1,150 @@
+"""``SessionManager``: save, load, list and delete named sessions.
+
+The manager is a thin, documented front over a :class:`~scratchy.stores.base.SessionStore`. By
+default the store is one TOON file per session in ``scratchy/session_history/`` under the current
+working directory (or ``$SCRATCHY_SESSION_DIR``), exactly as the user guide shows.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from .messages import Message
+from .stores.base import SessionInfo, SessionStore, validate_session_id
+
+__all__ = ["SessionManager", "DEFAULT_SESSION_DIR", "SESSION_DIR_ENV", "open_store"]
+
+DEFAULT_SESSION_DIR = Path("scratchy") / "session_history"
+SESSION_DIR_ENV = "SCRATCHY_SESSION_DIR"
+
+_stores: dict[str, SessionStore] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(location: str | os.PathLike[str] | None = None) -> SessionStore:
+    """The store for ``location``: a directory path (TOON files) or a database URL.
+
+    One store object is shared per location in a process, so that every ``SessionManager`` and
+    ``Agent`` of the process sees the same cache and the same conflict bookkeeping.
+    """
+    if location is None:
+        location = os.environ.get(SESSION_DIR_ENV) or DEFAULT_SESSION_DIR
+    text = os.fspath(location)
+    from .stores import store_for_url
+
+    if "://" in text:
+        key = text
+        factory = lambda: store_for_url(text)  # noqa: E731
+    else:
+        key = os.path.abspath(text)
+        from .stores.toon_files import TOONFileStore
+
+        factory = lambda: TOONFileStore(key)  # noqa: E731
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = factory()
+        return store
+
+
+class SessionManager:
+    """Save, load, list and delete sessions.
+
+    Args:
+        directory: Where sessions live: a directory (default ``scratchy/session_history`` under
+            the current directory, or ``$SCRATCHY_SESSION_DIR``), or a store URL.
+        dir: Same as ``directory`` (the name used by the original Scratchy).
+        store: A ready ``SessionStore`` to use instead.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        dir: str | os.PathLike[str] | None = None,  # noqa: A002 - the documented name
+        store: SessionStore | None = None,
+    ) -> None:
+        self.store: SessionStore = store or open_store(directory if directory is not None else dir)
+
+    @property
+    def location(self) -> str:
+        """Where the sessions are stored (a directory or a URL without password)."""
+        return self.store.location
+
+    def __repr__(self) -> str:
+        return f"SessionManager({self.location!r})"
+
+    def save_session(
+        self,
+        session_id: str,
+        messages: list[Message],
+        *,
+        force: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> SessionInfo:
+        """Save the whole message list of ``session_id`` atomically.
+
+        ``created_at`` is kept across saves. When this process has read the session before and
+        another process has added messages since, the new list must extend what is stored;
+        otherwise :class:`~scratchy.errors.SessionConflictError` is raised and nothing is
+        written (pass ``force=True`` to overwrite anyway).
+
+        Raises:
+            InvalidSessionIdError: ``session_id`` is not a safe name.
+            InvalidMessageError: a message is not in the chat shape (names index and field).
+            SessionConflictError: see above.
+        """
+        return self.store.replace(session_id, messages, force=force, metadata=metadata)
+
+    def append_messages(
+        self, session_id: str, messages: list[Message], *, expected_count: int | None = None
+    ) -> SessionInfo:
+        """Add messages to a session (created if absent) under a cross-process lock.
+
+        Nothing another process wrote is lost or duplicated. With ``expected_count``, the append
+        only happens when the session holds exactly that many messages; otherwise
+        :class:`~scratchy.errors.SessionConflictError` is raised.
+        """
+        return self.store.append(session_id, messages, expected_count=expected_count)
+
+    def create_session(self, session_id: str) -> SessionInfo:
+        """Make sure ``session_id`` exists on disk (with no messages if it is new)."""
+        return self.store.append(session_id, [])
+
+    def load_session(self, session_id: str) -> list[Message] | None:
+        """The messages of ``session_id``, or None when it does not exist.
+
+        Raises:
+            SessionCorruptedError: the stored session cannot be read (names file and line).
+        """
+        stored = self.store.load(session_id)
+        return stored.messages if stored is not None else None
+
+    def session_info(self, session_id: str) -> SessionInfo | None:
+        """The header of ``session_id`` (times, count, title) without its messages."""
+        return self.store.info(session_id)
+
+    def session_exists(self, session_id: str) -> bool:
+        """True when ``session_id`` is stored (even if its file is corrupted)."""
+        return self.store.exists(session_id)
+
+    def list_sessions(self) -> list[dict[str, Any]]:
+        """All sessions, newest activity first, as dicts.
+
+        Keys: ``id``, ``title``, ``created_at`` and ``updated_at`` (naive local ISO-8601, as
+        ``datetime.fromisoformat`` parses and ``datetime.now()`` compares), ``message_count``
+        (None for a corrupted file), ``size``, ``corrupted`` and ``error``.
+        """
+        return [info.as_dict() for info in self.store.list()]
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete ``session_id``; True when it existed. Works on corrupted files too."""
+        return self.store.delete(session_id)
+
+    @staticmethod
+    def validate_id(session_id: str) -> str:
+        """Return ``session_id`` or raise ``InvalidSessionIdError`` with the allowed pattern."""
+        return validate_session_id(session_id)

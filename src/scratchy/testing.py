@@ -1,0 +1,162 @@
+"""Test helpers: :class:`FakeProvider`, a scripted model for tests of code built on Scratchy.
+
+Example::
+
+    from scratchy import Agent
+    from scratchy.testing import FakeProvider
+
+    fake = FakeProvider([
+        FakeProvider.tool_call("add", a=1, b=2),   # the model asks for a tool
+        "1 + 2 = 3",                           # then answers
+    ])
+    agent = Agent(provider=fake)
+    assert await agent.chat("What is 1 + 2?") == "1 + 2 = 3"
+    fake.assert_complete()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .messages import Message, ToolCall
+from .providers.base import ModelResponse, TextDelta, ToolSchema, Usage
+
+Reply = str | dict[str, Any] | ModelResponse | BaseException
+"""A scripted reply: text, an assistant message dict, a full response, or an error to raise."""
+
+_ids = itertools.count(1)
+
+
+class UnexpectedModelCall(AssertionError):
+    """The code under test called the model more often than the script allows."""
+
+
+@dataclass(slots=True)
+class FakeCall:
+    """One recorded model call: the messages and tool schemas the provider received."""
+
+    messages: list[Message]
+    tools: list[ToolSchema]
+
+    @property
+    def last_user_text(self) -> str:
+        """The text of the last user message sent."""
+        for msg in reversed(self.messages):
+            if msg.get("role") == "user":
+                return str(msg.get("content") or "")
+        return ""
+
+
+class FakeProvider:
+    """A scripted :class:`~scratchy.providers.base.Provider` that records its calls.
+
+    Args:
+        replies: Replies given in order (see :data:`Reply`), or a function
+            ``fn(messages, tools) -> Reply`` called for every request.
+        delay: Seconds to wait between streamed chunks (to test cancellation).
+        chunk: Characters per streamed text delta.
+    """
+
+    name = "fake"
+
+    def __init__(
+        self,
+        replies: list[Reply] | Callable[[list[Message], list[ToolSchema]], Reply] | None = None,
+        *,
+        model: str = "fake-model",
+        delay: float = 0.0,
+        chunk: int = 8,
+    ) -> None:
+        self.model = model
+        self.delay = delay
+        self.chunk = max(1, chunk)
+        self._fn = replies if callable(replies) else None
+        self.replies: list[Reply] = [] if callable(replies) or replies is None else list(replies)
+        self.calls: list[FakeCall] = []
+
+    @classmethod
+    def from_spec(cls, spec: str = "", **options: Any) -> FakeProvider:
+        """The provider behind ``Agent(model="fake:...")`` (for scripted end-to-end runs).
+
+        ``fake:`` echoes (``You said: <text>``); ``fake:/path/script.json`` gives the replies of
+        a JSON list (strings, or assistant message dicts with ``tool_calls``), in order.
+        """
+        if spec:
+            replies = json.loads(Path(spec).read_text(encoding="utf-8"))
+            if not isinstance(replies, list):
+                raise ValueError(f"{spec}: expected a JSON list of replies")
+            return cls(replies, **options)
+        return cls(lambda messages, tools: f"You said: {messages[-1].get('content')}", **options)
+
+    @staticmethod
+    def tool_call(name: str, /, **arguments: Any) -> dict[str, Any]:
+        """An assistant message asking for one tool call (use in ``replies``)."""
+        return FakeProvider.tool_calls((name, arguments))
+
+    @staticmethod
+    def tool_calls(*calls: tuple[str, dict[str, Any]], text: str | None = None) -> dict[str, Any]:
+        """An assistant message asking for several tool calls at once."""
+        tool_calls: list[ToolCall] = [
+            {
+                "id": f"call_{next(_ids)}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
+            for name, args in calls
+        ]
+        return {"role": "assistant", "content": text, "tool_calls": tool_calls}
+
+    def enqueue(self, *replies: Reply) -> None:
+        """Add replies to the end of the script."""
+        self.replies.extend(replies)
+
+    def assert_complete(self) -> None:
+        """Fail when scripted replies were not used."""
+        if self.replies:
+            raise AssertionError(
+                f"{len(self.replies)} scripted replies were never requested: {self.replies!r}"
+            )
+
+    def _next(self, messages: list[Message], tools: list[ToolSchema]) -> Reply:
+        if self._fn is not None:
+            return self._fn(messages, tools)
+        if not self.replies:
+            raise UnexpectedModelCall(
+                f"FakeProvider got model call #{len(self.calls)} but its script is used up; "
+                f"last user message: {self.calls[-1].last_user_text!r}"
+            )
+        return self.replies.pop(0)
+
+    async def stream(
+        self, messages: list[Message], tools: list[ToolSchema]
+    ) -> AsyncIterator[TextDelta | ModelResponse]:
+        """Record the call and stream the next scripted reply."""
+        self.calls.append(FakeCall(copy.deepcopy(messages), copy.deepcopy(tools)))
+        reply = self._next(messages, tools)
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, ModelResponse):
+            response = reply
+        elif isinstance(reply, str):
+            response = ModelResponse({"role": "assistant", "content": reply})
+        else:
+            response = ModelResponse({"role": "assistant", "content": None, **reply})
+        text = response.message.get("content")
+        if isinstance(text, str):
+            for i in range(0, len(text), self.chunk):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                yield TextDelta(text[i : i + self.chunk])
+        elif self.delay:
+            await asyncio.sleep(self.delay)
+        if response.usage is None:
+            words = sum(len(str(m.get("content") or "").split()) for m in messages)
+            response.usage = Usage(words, len(str(text or "").split()))
+        yield response

@@ -1,0 +1,157 @@
+"""Every snippet of the product's session guide (../shared/seed/session-management.md) runs.
+
+Python blocks run verbatim, in order, in one namespace (top-level ``await`` allowed, as inside
+an ``async def``), in a fresh working directory, with ``SCRATCHY_MODEL=fake:`` so that
+``Agent()`` answers from the scripted FakeProvider. The same first block also runs on the real
+embedded model in ``test_local_model.py``-style end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from scratchy import SessionManager
+
+SHARED = Path(os.environ.get("SCRATCHY_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+SEED = SHARED / "seed" / "session-management.md"
+
+
+def blocks(lang: str) -> list[tuple[str, str]]:
+    """(heading, code) of every fenced block of ``lang`` in the seed guide."""
+    assert SEED.is_file(), f"the product guide is missing: {SEED} (set SCRATCHY_SHARED)"
+    text = SEED.read_text(encoding="utf-8")
+    out = []
+    heading = ""
+    for m in re.finditer(r"^(#+ .*)$|^```(\w*)\n(.*?)^```", text, re.M | re.S):
+        if m.group(1):
+            heading = m.group(1).lstrip("# ").strip()
+        elif m.group(2) == lang:
+            out.append((heading, m.group(3)))
+    return out
+
+
+async def run_block(code: str, namespace: dict) -> None:
+    compiled = compile(code, "<seed>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(compiled, namespace)  # noqa: S307 - the product's own documentation
+    if result is not None:
+        await result
+
+
+def test_the_guide_has_the_expected_blocks() -> None:
+    names = [h for h, _ in blocks("python")]
+    assert len(names) == 16
+    assert names[0] == "Creating Sessions" and names[-1] == "Large Session Files"
+
+
+async def test_every_python_snippet_runs_in_order(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SCRATCHY_MODEL", "fake:")
+    monkeypatch.delenv("SCRATCHY_SESSION_DIR", raising=False)
+    ns: dict = {"__name__": "seed"}
+    done: list[str] = []
+    for heading, code in blocks("python"):
+        if heading == "Session Import":
+            Path("import.json").write_text(json.dumps([{"role": "user", "content": "imported"}]))
+        if heading == "3. Auto-Save Pattern":
+            ns.update(user_input="Keep going", session_id="customer_support_2025_11_22")
+        if heading == "Corrupted Session File":
+            broken = Path(f"scratchy/session_history/{ns['session_id']}_chat.toon")
+            assert broken.is_file()
+            broken.write_text("messages[3]:\n  - broken")
+        await run_block(code, ns)
+        done.append(heading)
+        if heading == "Creating Sessions":
+            history = Path("scratchy/session_history")
+            assert sorted(p.name for p in history.glob("*.toon")) == [
+                "default_chat.toon",
+                "my_project_chat.toon",
+            ]
+        if heading == "Session Export":
+            assert json.loads(Path("export.json").read_text())[1]["content"] == "Hello"
+        if heading == "Session Import":
+            assert ns["sm"].load_session("imported_session") == [
+                {"role": "user", "content": "imported"}
+            ]
+        if heading == "Corrupted Session File":
+            assert not SessionManager().session_exists(ns["session_id"])
+    assert len(done) == 16
+    sm = SessionManager()
+    ids = {s["id"] for s in sm.list_sessions()}
+    assert {"my_project", "project_a", "project_b", "research", "debugging", "docs"} <= ids
+    assert sm.load_session("project_a")[-1]["role"] == "assistant"
+
+
+async def test_large_session_slice_then_chat_stays_valid(tmp_path: Path, monkeypatch) -> None:
+    """The guide trims with ``[-50:]``; the next turn must still be a valid history."""
+    monkeypatch.chdir(tmp_path)
+    from scratchy import Agent
+    from scratchy.history import validate
+    from scratchy.testing import FakeProvider
+
+    replies = []
+    for i in range(40):
+        replies += [FakeProvider.tool_call("list_files"), f"answer {i}"]
+    agent = Agent(provider=FakeProvider(replies + ["after trim"]), tool_approval="allow")
+    agent.load_default_tools()
+    sm = SessionManager()
+    session_id = "big"
+    for i in range(40):
+        await agent.chat(f"q{i}", session_id=session_id)
+    ns = {"agent": agent, "sm": sm, "session_id": session_id}
+    code = dict(blocks("python"))["Large Session Files"]
+    await run_block(code, ns)
+    assert len(sm.load_session(session_id)) == 50
+    await agent.chat("next", session_id=session_id)
+    sent = agent.provider.calls[-1].messages  # type: ignore[attr-defined]
+    assert validate(sent) == []
+
+
+async def test_regular_cleanup_deletes_only_old_sessions(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    sm = SessionManager()
+    sm.save_session("recent", [{"role": "user", "content": "hi"}])
+    old = Path("scratchy/session_history/old_chat.toon")
+    old.write_text(
+        json.dumps(
+            {
+                "session_id": "old",
+                "messages": [],
+                "created_at": (datetime.now() - timedelta(days=40)).isoformat(),
+            }
+        )
+    )
+    code = dict(blocks("python"))["2. Regular Cleanup"]
+    await run_block(code, {"sm": sm})
+    assert [s["id"] for s in sm.list_sessions()] == ["recent"]
+
+
+def test_file_format_example_loads(tmp_path: Path) -> None:
+    """The guide's file example (JSON, as the original wrote) is read, then saved as TOON."""
+    [(_, example)] = [b for b in blocks("json")]
+    d = tmp_path / "sessions"
+    d.mkdir()
+    (d / "my_project_chat.toon").write_text(example)
+    sm = SessionManager(d)
+    messages = sm.load_session("my_project")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+    [row] = sm.list_sessions()
+    assert row["created_at"] == "2025-11-22T20:30:15"
+    sm.save_session("my_project", messages + [{"role": "user", "content": "more"}])
+    assert (d / "my_project_chat.toon").read_text().startswith("format: scratchy-session/1")
+    assert sm.session_info("my_project").created_at.isoformat().startswith("2025-11-22T20:30:15")
+
+
+@pytest.mark.parametrize(
+    "path", ["default_chat.toon", "my_project_chat.toon", "coding_task_chat.toon"]
+)
+def test_documented_file_names(tmp_path: Path, path: str) -> None:
+    sm = SessionManager(tmp_path)
+    sm.create_session(path.removesuffix("_chat.toon"))
+    assert (tmp_path / path).is_file()

@@ -1,0 +1,390 @@
+"""Provider resolution, credentials errors and the message translations (no network)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from scratchy.errors import MissingCredentialsError, ProviderError, UsageError
+from scratchy.providers import PROVIDERS, parse_model_id, resolve_provider
+from scratchy.providers.anthropic import (
+    AnthropicProvider,
+    from_anthropic,
+    to_anthropic,
+    tools_to_anthropic,
+)
+from scratchy.providers.base import TextDelta, complete
+from scratchy.providers.openai_compat import OpenAICompatProvider, clean_messages
+
+KEY_VARS = [
+    "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ADMIN_KEY", "GROQ_API_KEY", "GEMINI_API_KEY",
+    "GOOGLE_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL",
+    "OLLAMA_HOST", "SCRATCHY_MODEL",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in KEY_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+# --- resolve_provider --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "env", "name", "model", "base_url"),
+    [
+        ("openai:gpt-4o-mini", "OPENAI_API_KEY", "openai", "gpt-4o-mini", None),
+        ("gpt-4o", "OPENAI_API_KEY", "openai", "gpt-4o", None),
+        ("groq:llama-3.1-8b-instant", "GROQ_API_KEY", "groq", "llama-3.1-8b-instant",
+         "https://api.groq.com/openai/v1"),
+        ("gemini:gemini-2.0-flash", "GEMINI_API_KEY", "gemini", "gemini-2.0-flash",
+         "https://generativelanguage.googleapis.com/v1beta/openai/"),
+        ("gemini:", "GOOGLE_API_KEY", "gemini", "gemini-2.0-flash",
+         "https://generativelanguage.googleapis.com/v1beta/openai/"),
+        ("ollama:llama3.2", None, "ollama", "llama3.2", "http://127.0.0.1:11434/v1"),
+        ("ollama:llama3.2:3b", None, "ollama", "llama3.2:3b", "http://127.0.0.1:11434/v1"),
+        ("OLLAMA:qwen2.5", None, "ollama", "qwen2.5", "http://127.0.0.1:11434/v1"),
+    ],
+)  # fmt: skip
+def test_resolve_openai_compatible_forms(monkeypatch, spec, env, name, model, base_url) -> None:
+    if env:
+        monkeypatch.setenv(env, "k-123")
+    provider = resolve_provider(spec)
+    assert isinstance(provider, OpenAICompatProvider)
+    assert (provider.name, provider.model, provider.base_url) == (name, model, base_url)
+
+
+def test_resolve_anthropic(monkeypatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    provider = resolve_provider("anthropic:claude-3-5-haiku-latest")
+    assert isinstance(provider, AnthropicProvider)
+    assert (provider.name, provider.model) == ("anthropic", "claude-3-5-haiku-latest")
+    assert resolve_provider("claude-opus-4").name == "anthropic"  # bare, obvious name
+    assert resolve_provider("anthropic:", max_tokens=100).max_tokens == 100
+
+
+def test_original_scratchy_form() -> None:
+    provider = resolve_provider(llm="ollama", model="llama3.2", api_key="unused")
+    assert (provider.name, provider.model) == ("ollama", "llama3.2")
+    assert resolve_provider(llm="Ollama", model="llama3.2:3b").model == "llama3.2:3b"
+    assert resolve_provider(llm="groq", model="groq:llama-3.3", api_key="k").model == "llama-3.3"
+    assert resolve_provider(llm="ollama").model == "llama3.2"  # the preset default
+
+
+def test_explicit_key_and_base_url() -> None:
+    provider = resolve_provider("openai:gpt-4o", api_key="sk-explicit", timeout=5, max_retries=0)
+    assert provider._api_key == "sk-explicit"
+    assert (provider.timeout, provider.max_retries) == (5, 0)
+    bare = resolve_provider("qwen2.5:7b", base_url="http://127.0.0.1:8080/v1")
+    assert (bare.name, bare.model, bare.base_url) == (
+        "openai-compatible",
+        "qwen2.5:7b",
+        "http://127.0.0.1:8080/v1",
+    )
+    assert bare._api_key == "not-needed"  # local servers need no key
+    nameless = resolve_provider(base_url="http://127.0.0.1:8080/v1")
+    assert (nameless.name, nameless.model) == ("openai-compatible", "default")
+
+
+def test_openai_base_url_env_is_respected(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9999/v1")
+    provider = resolve_provider("openai:my-model")  # a custom server: no key needed
+    assert provider.base_url == "http://127.0.0.1:9999/v1"
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("0.0.0.0", "http://127.0.0.1:11434/v1"),
+        ("10.0.0.5:11500", "http://10.0.0.5:11500/v1"),
+        ("https://ollama.example.com", "https://ollama.example.com:11434/v1"),
+        ("http://box:8080/v1/", "http://box:8080/v1"),
+    ],
+)
+def test_ollama_host(monkeypatch, host, url) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", host)
+    assert resolve_provider("ollama:llama3.2").base_url == url
+
+
+def test_default_model_order(monkeypatch) -> None:
+    pytest.importorskip("llama_cpp")
+    assert resolve_provider().name == "local"
+    monkeypatch.setenv("SCRATCHY_MODEL", "ollama:phi3")
+    assert (resolve_provider().name, resolve_provider().model) == ("ollama", "phi3")
+    assert resolve_provider("local:").name == "local"  # the argument wins over the variable
+
+
+def test_local_forms(tmp_path) -> None:
+    pytest.importorskip("llama_cpp")
+    for spec in ("local", "local:", "local:smollm2"):
+        provider = resolve_provider(spec)
+        assert (provider.name, provider.model) == ("local", "smollm2")
+        assert provider.path.name.endswith(".gguf")
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert resolve_provider(f"local:{gguf}").model == str(gguf)
+    assert resolve_provider(str(gguf)).name == "local"
+    assert resolve_provider("local", model_path=gguf, n_ctx=512).n_ctx == 512
+    with pytest.raises(UsageError, match="no GGUF model file"):
+        resolve_provider("local:/nowhere/model.gguf")
+
+
+def test_unknown_provider_lists_valid_ones() -> None:
+    with pytest.raises(UsageError) as info:
+        resolve_provider("mistral:large")
+    for name in PROVIDERS:
+        assert name in str(info.value)
+    with pytest.raises(UsageError, match="unknown provider 'cohere'"):
+        resolve_provider(llm="cohere", model="x")
+    with pytest.raises(UsageError, match="provider:model"):
+        resolve_provider("some-model")
+
+
+def test_unknown_option_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="does not take temprature"):
+        resolve_provider("ollama:llama3.2", temprature=0.1)
+
+
+@pytest.mark.parametrize(
+    ("spec", "env_var"),
+    [
+        ("openai:gpt-4o-mini", "OPENAI_API_KEY"),
+        ("groq:llama-3.1-8b-instant", "GROQ_API_KEY"),
+        ("gemini:gemini-2.0-flash", "GEMINI_API_KEY"),
+        ("anthropic:claude-sonnet-4-6", "ANTHROPIC_API_KEY"),
+    ],
+)
+def test_missing_key_names_the_variable(spec, env_var) -> None:
+    with pytest.raises(MissingCredentialsError) as info:
+        resolve_provider(spec)
+    assert info.value.env_var == env_var
+    assert env_var in str(info.value)
+    assert isinstance(info.value, UsageError) and isinstance(info.value, ProviderError)
+
+
+def test_parse_model_id() -> None:
+    assert parse_model_id("ollama:llama3.2:3b") == ("ollama", "llama3.2:3b")
+    assert parse_model_id("local:") == ("local", None)
+    assert parse_model_id("local") == ("local", None)
+    assert parse_model_id("claude:claude-3-opus") == ("anthropic", "claude-3-opus")
+    assert parse_model_id("x:y", base_url="http://h/v1") == ("openai-compatible", "x:y")
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, scratchy.providers\n"
+        "heavy = [m for m in ('openai', 'anthropic', 'llama_cpp', 'httpx2') if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# --- OpenAI message cleaning -----------------------------------------------------------------
+
+
+def test_clean_messages_drops_extra_keys() -> None:
+    messages = [
+        {"role": "system", "content": "s", "timestamp": 1},
+        {"role": "user", "content": "u", "name": "ann", "meta": {"x": 1}},
+        {"role": "assistant", "content": None, "usage": {"in": 3},
+         "tool_calls": [{"id": "c1", "type": "function", "index": 0,
+                         "function": {"name": "f", "arguments": {"a": 1}}}]},
+        {"role": "tool", "tool_call_id": "c1", "name": "f", "content": "42", "is_error": False},
+        {"role": "assistant", "content": "done", "tool_calls": []},
+    ]  # fmt: skip
+    original = copy.deepcopy(messages)
+    assert clean_messages(messages) == [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u", "name": "ann"},
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": "c1", "type": "function",
+                         "function": {"name": "f", "arguments": '{"a": 1}'}}]},
+        {"role": "tool", "content": "42", "tool_call_id": "c1", "name": "f"},
+        {"role": "assistant", "content": "done"},
+    ]  # fmt: skip
+    assert messages == original  # not modified
+
+
+# --- Anthropic translation -----------------------------------------------------------------------
+
+CONVERSATION: list[dict[str, Any]] = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Weather in Paris and Oslo?"},
+    {"role": "assistant", "content": "Checking.", "tool_calls": [
+        {"id": "t1", "type": "function",
+         "function": {"name": "weather", "arguments": '{"city": "Paris"}'}},
+        {"id": "t2", "type": "function",
+         "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}},
+    ]},
+    {"role": "tool", "tool_call_id": "t1", "content": "18C"},
+    {"role": "tool", "tool_call_id": "t2", "content": "Error: station down", "is_error": True},
+    {"role": "user", "content": "Thanks. And tomorrow?"},
+    {"role": "system", "content": "Answer in French."},
+    {"role": "user", "content": [{"type": "text", "text": "Be quick."}]},
+]  # fmt: skip
+
+
+def test_to_anthropic() -> None:
+    system, messages = to_anthropic(CONVERSATION)
+    assert system == "You are terse.\n\nAnswer in French."
+    assert messages == [
+        {"role": "user", "content": [{"type": "text", "text": "Weather in Paris and Oslo?"}]},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Checking."},
+            {"type": "tool_use", "id": "t1", "name": "weather", "input": {"city": "Paris"}},
+            {"type": "tool_use", "id": "t2", "name": "weather", "input": {"city": "Oslo"}},
+        ]},
+        # both tool results and the following user turns merged into one user message
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": "18C"},
+            {"type": "tool_result", "tool_use_id": "t2", "content": "Error: station down",
+             "is_error": True},
+            {"type": "text", "text": "Thanks. And tomorrow?"},
+            {"type": "text", "text": "Be quick."},
+        ]},
+    ]  # fmt: skip
+
+
+def test_to_anthropic_odd_inputs() -> None:
+    system, messages = to_anthropic([
+        {"role": "user", "content": ""},  # empty text blocks are rejected by the API: dropped
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "a", "function": {"name": "f", "arguments": "{bad json"}},
+            {"id": "b", "function": {"name": "g", "arguments": ""}},
+            {"id": "c", "function": {"name": "h", "arguments": "[1, 2]"}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+    ])  # fmt: skip
+    assert system is None
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    inputs = [b["input"] for b in messages[1]["content"]]
+    assert inputs == [{"_raw_arguments": "{bad json"}, {}, {"value": [1, 2]}]
+    assert messages[2]["content"][0]["source"] == {
+        "type": "base64",
+        "media_type": "image/png",
+        "data": "AAAA",
+    }
+
+
+def test_from_anthropic_round_trip() -> None:
+    assistant = CONVERSATION[2]
+    _, messages = to_anthropic([{"role": "user", "content": "q"}, assistant])
+    back = from_anthropic(messages[1]["content"])
+    assert back["content"] == "Checking."
+    assert back["tool_calls"] == [
+        {**call, "function": {**call["function"],
+                              "arguments": json.dumps(json.loads(call["function"]["arguments"]))}}
+        for call in assistant["tool_calls"]
+    ]  # fmt: skip
+
+
+def test_from_anthropic_sdk_objects() -> None:
+    blocks = [
+        SimpleNamespace(type="thinking", thinking="hmm"),
+        SimpleNamespace(type="tool_use", id="toolu_1", name="calc", input={"x": [1, 2]}),
+    ]
+    message = from_anthropic(blocks)
+    assert message["content"] is None
+    assert message["tool_calls"][0]["function"] == {"name": "calc", "arguments": '{"x": [1, 2]}'}
+    assert from_anthropic([{"type": "text", "text": "hi"}]) == {
+        "role": "assistant",
+        "content": "hi",
+    }
+
+
+def test_tools_to_anthropic() -> None:
+    tools = [
+        {"type": "function", "function": {"name": "f", "description": "Does f.",
+                                          "parameters": {"type": "object",
+                                                         "properties": {"a": {"type": "int"}}}}},
+        {"type": "function", "function": {"name": "g"}},
+    ]  # fmt: skip
+    assert tools_to_anthropic(tools) == [
+        {"name": "f", "description": "Does f.",
+         "input_schema": {"type": "object", "properties": {"a": {"type": "int"}}}},
+        {"name": "g", "input_schema": {"type": "object", "properties": {}}},
+    ]  # fmt: skip
+
+
+# --- Anthropic over a scripted HTTP server -----------------------------------------------------
+
+
+def anthropic_events() -> tuple[list[str], list[dict[str, Any]]]:
+    events = [
+        {"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude", "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 25, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "text_delta", "text": "Let me "}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "text_delta", "text": "look."}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {
+            "type": "tool_use", "id": "toolu_9", "name": "weather", "input": {}}},
+        {"type": "content_block_delta", "index": 1,
+         "delta": {"type": "input_json_delta", "partial_json": '{"city": '}},
+        {"type": "content_block_delta", "index": 1,
+         "delta": {"type": "input_json_delta", "partial_json": '"Oslo"}'}},
+        {"type": "content_block_stop", "index": 1},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+         "usage": {"output_tokens": 17}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    return [e["type"] for e in events], events
+
+
+async def test_anthropic_stream_over_http(scripted_server) -> None:
+    names, events = anthropic_events()
+    scripted_server.sse(events, names=names)
+    provider = AnthropicProvider("claude-x", api_key="sk-ant", base_url=scripted_server.url)
+    deltas, final = [], None
+    async for event in provider.stream(CONVERSATION[:2], [{"type": "function", "function": {
+            "name": "weather", "parameters": {"type": "object"}}}]):  # fmt: skip
+        if isinstance(event, TextDelta):
+            deltas.append(event.text)
+        else:
+            final = event
+    assert deltas == ["Let me ", "look."]
+    assert final.message == {
+        "role": "assistant", "content": "Let me look.",
+        "tool_calls": [{"id": "toolu_9", "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}],
+    }  # fmt: skip
+    assert final.finish_reason == "tool_calls"
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (25, 17)
+    [request] = scripted_server.requests
+    assert request.path == "/v1/messages"
+    auth = request.headers.get("x-api-key", "") + request.headers.get("authorization", "")
+    assert "sk-ant" in auth  # the SDK version decides which header carries the key
+    body = request.json
+    assert body["system"] == "You are terse."
+    assert body["max_tokens"] == 4096 and body["stream"] is True
+    assert body["tools"] == [{"name": "weather", "input_schema": {"type": "object"}}]
+    assert body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Weather in Paris and Oslo?"}]}
+    ]
+
+
+async def test_anthropic_http_error(scripted_server) -> None:
+    scripted_server.json(
+        401, {"type": "error", "error": {"type": "authentication_error",
+                                         "message": "invalid x-api-key"}},
+    )  # fmt: skip
+    provider = AnthropicProvider(api_key="bad", base_url=scripted_server.url)
+    with pytest.raises(ProviderError) as info:
+        await complete(provider, [{"role": "user", "content": "hi"}])
+    assert info.value.status == 401 and info.value.retryable is False
+    assert "invalid x-api-key" in str(info.value) and "ANTHROPIC_API_KEY" in str(info.value)
