@@ -229,9 +229,15 @@ async def test_stdio_server_end_to_end(mcp_json: Path, caplog: pytest.LogCapture
     assert not _alive(pid)
 
     after = await add.run({"a": 1, "b": 2})
-    assert after.is_error and "MCP server 'demo' is not running" in after.content
+    assert after.is_error
+    assert after.content == "Error: MCP server 'demo' is not running (it was closed)"
     messages = [r.getMessage() for r in caplog.records]
-    assert not [m for m in messages if "cancel scope" in m or "stopped" in m], messages
+    assert len(messages) == 1 and "MCP server 'broken' is not available" in messages[0]
+
+    # An explicit start() after aclose() works again.
+    restarted = await manager.tools(ignore_errors=True)
+    assert await restarted[0].run({"a": 1, "b": 2}) == ToolResult("3")
+    await manager.aclose()
 
 
 async def test_tool_timeout_and_server_stays_usable() -> None:

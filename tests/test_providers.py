@@ -79,7 +79,8 @@ def test_original_scratchy_form() -> None:
     assert resolve_provider(llm="ollama").model == "llama3.2"  # the preset default
 
 
-def test_explicit_key_and_base_url() -> None:
+def test_explicit_key_and_base_url(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
     provider = resolve_provider("openai:gpt-4o", api_key="sk-explicit", timeout=5, max_retries=0)
     assert provider._api_key == "sk-explicit"
     assert (provider.timeout, provider.max_retries) == (5, 0)
@@ -89,7 +90,7 @@ def test_explicit_key_and_base_url() -> None:
         "qwen2.5:7b",
         "http://127.0.0.1:8080/v1",
     )
-    assert bare._api_key == "not-needed"  # local servers need no key
+    assert bare._api_key == "not-needed"  # no key needed, and OPENAI_API_KEY is not leaked
     nameless = resolve_provider(base_url="http://127.0.0.1:8080/v1")
     assert (nameless.name, nameless.model) == ("openai-compatible", "default")
 
@@ -388,3 +389,32 @@ async def test_anthropic_http_error(scripted_server) -> None:
         await complete(provider, [{"role": "user", "content": "hi"}])
     assert info.value.status == 401 and info.value.retryable is False
     assert "invalid x-api-key" in str(info.value) and "ANTHROPIC_API_KEY" in str(info.value)
+
+
+# --- local provider errors (no generation) -----------------------------------------------------
+
+
+def test_local_without_llama_cpp_names_the_fix(monkeypatch) -> None:
+    import importlib.util
+
+    from scratchy.errors import MissingDependencyError
+    from scratchy.providers import local
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        local.importlib.util, "find_spec", lambda n, *a: None if n == "llama_cpp" else real(n, *a)
+    )
+    with pytest.raises(MissingDependencyError) as info:
+        resolve_provider("local:")
+    message = str(info.value)
+    assert info.value.package == "llama-cpp-python"
+    assert "scratchy[local]" in message and 'CMAKE_ARGS="-DGGML_NATIVE=OFF"' in message
+
+
+async def test_local_bad_gguf_is_a_provider_error(tmp_path) -> None:
+    pytest.importorskip("llama_cpp")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + bytes(100))
+    provider = resolve_provider(f"local:{bad}")
+    with pytest.raises(ProviderError, match="cannot load the local model"):
+        await complete(provider, [{"role": "user", "content": "hi"}])

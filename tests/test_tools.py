@@ -134,6 +134,26 @@ def test_decorator_with_options_and_from_function() -> None:
     assert Tool.from_function(t) is t
 
 
+async def test_parameter_names_that_clash_with_basemodel_attributes() -> None:
+    @tool()
+    def names(json: str, schema: int, model_config: bool = False, _hidden: str = "h") -> str:
+        """Echo the arguments.
+
+        Args:
+            json: A JSON text.
+        """
+        return f"{json}|{schema}|{model_config}|{_hidden}"
+
+    assert list(names.parameters["properties"]) == ["json", "schema", "model_config", "_hidden"]
+    assert names.parameters["properties"]["json"]["description"] == "A JSON text."
+    result = await names.run({"json": "{}", "schema": 2, "model_config": True, "_hidden": "x"})
+    assert result == ToolResult("{}|2|True|x")
+    bad = await names.run({"json": "{}", "p1": 2})
+    assert bad.content == (
+        "Error: invalid arguments: schema: Field required; p1: Extra inputs are not permitted"
+    )
+
+
 def test_function_without_parameters_has_empty_object_schema() -> None:
     @tool
     def now() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,6 +83,7 @@ class Session:
         self._synced_last: Message | None = None
         self._version = ""  # the store's version token when we last synced
         self._replaced = False
+        self._call_ids: set[str] | None = None
 
     @property
     def messages(self) -> list[Message]:
@@ -92,6 +94,11 @@ class Session:
     def messages(self, value: list[Message]) -> None:
         self._messages = value if isinstance(value, list) else list(value)
         self._replaced = True
+        self._call_ids = None
+
+    def _reload(self, messages: list[Message]) -> None:
+        self._messages = messages
+        self._call_ids = None
 
     def _mark_synced(self, version: str) -> None:
         self._synced = len(self._messages)
@@ -306,7 +313,7 @@ class Agent:
             if info.message_count != len(session.messages):  # another process added messages
                 stored = store.load(sid)
                 if stored is not None:
-                    session._messages = stored.messages
+                    session._reload(stored.messages)
                     info = stored.info
         session._mark_synced(info.version)
 
@@ -318,7 +325,7 @@ class Agent:
         if info is not None and info.version != session._version:
             stored = self.session_manager.store.load(session.session_id)
             if stored is not None:
-                session._messages = stored.messages
+                session._reload(stored.messages)
                 session._mark_synced(stored.info.version)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -348,7 +355,7 @@ class Agent:
                         response = item
                 assert response is not None, "provider stream ended without a ModelResponse"
                 self._account(session, response)
-                reply = response.message
+                reply = _unique_call_ids(session, response.message)
                 session.messages.append(reply)
                 calls = reply.get("tool_calls") or []
                 if not calls:
@@ -423,6 +430,22 @@ class Agent:
             self._always_allowed.add(name)
             return True
         return bool(answer)
+
+
+def _unique_call_ids(session: Session, reply: Message) -> Message:
+    """Give tool calls ids unique in the session (small local models reuse ``call_0``)."""
+    calls = reply.get("tool_calls")
+    if not calls:
+        return reply
+    if session._call_ids is None:
+        session._call_ids = {
+            c.get("id") for m in session.messages for c in m.get("tool_calls") or []
+        }
+    for call in calls:
+        if not call.get("id") or call["id"] in session._call_ids:
+            call["id"] = f"call_{uuid.uuid4().hex[:24]}"
+        session._call_ids.add(call["id"])
+    return reply
 
 
 def _close_open_calls(messages: list[Message]) -> None:

@@ -128,7 +128,7 @@ def _walk(ws: _Workspace, start: Path) -> Iterator[Path]:
             d
             for d in dirnames
             if d != ".git"
-            and not (here / d).is_symlink()  # os.walk would not descend; say so by skipping
+            and not (here / d).is_symlink()  # a linked folder may lie outside the workspace
             and not ignore.ignored(prefix + d, True)
         )
         for name in sorted(filenames):

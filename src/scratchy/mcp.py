@@ -313,11 +313,17 @@ class MCPConnection:
         self._error: BaseException | None = None
         self._lock = asyncio.Lock()
         self._tools: list[Tool] | None = None
+        self._closed = False
 
     @property
     def name(self) -> str:
         """The server's name in the config."""
         return self.config.name
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the server failed to start or stopped on its own, if it did."""
+        return self._error
 
     @property
     def is_running(self) -> bool:
@@ -395,6 +401,7 @@ class MCPConnection:
         async with self._lock:
             if self.is_running:
                 return
+            self._closed = False
             if self._task is not None:  # it ran and ended; start afresh
                 await self._finish_task()
             self._ready = asyncio.Event()
@@ -447,8 +454,9 @@ class MCPConnection:
                 raise
 
     async def aclose(self) -> None:
-        """Stop the server (a stdio server's process ends) and release the connection."""
+        """Stop the server (a stdio server's process ends); only :meth:`start` restarts it."""
         async with self._lock:
+            self._closed = True
             await self._finish_task()
 
     async def __aenter__(self) -> MCPConnection:
@@ -524,10 +532,13 @@ class MCPConnection:
             ToolError: The server is not running or refused the request (shown to the model).
         """
         if not self.is_running:
-            if self._task is None and self._error is None:
-                await self.start()
+            if self._task is None and self._error is None and not self._closed:
+                await self.start()  # first use
             if not self.is_running:
-                reason = f" ({_describe(self._error)})" if self._error else ""
+                if self._error is not None:
+                    reason = f" ({_describe(self._error)})"
+                else:
+                    reason = " (it was closed)" if self._closed else ""
                 raise ToolError(f"MCP server {self.name!r} is not running{reason}")
         from mcp.shared.exceptions import MCPError
 
@@ -586,8 +597,8 @@ class MCPManager:
         self.startup_timeout = startup_timeout
         self.needs_approval = needs_approval
         self.tool_timeout = tool_timeout
-        self.failures: dict[str, BaseException] = {}
-        """Servers that failed to start in the last :meth:`start`, with the error."""
+        self.failures: dict[str, Exception] = {}
+        """Servers that failed to start, with the error; they are not retried by :meth:`start`."""
         self._servers: dict[str, MCPConnection] = {}
         if source is not None:
             self.add(source)
@@ -658,32 +669,38 @@ class MCPManager:
         return added
 
     async def start(self, *, ignore_errors: bool = False) -> None:
-        """Start every server that is not running, concurrently.
+        """Start, concurrently, every server that is not running and has not failed to start.
+
+        A server that stopped on its own is started again; one that failed to start is not
+        retried (see :attr:`failures`; call its ``start()`` to retry).
 
         Args:
-            ignore_errors: Log failures (kept in :attr:`failures`) instead of raising.
+            ignore_errors: Log failures instead of raising.
 
         Raises:
-            MCPServerError: A server failed to start (unless ``ignore_errors``).
+            MCPServerError: A server failed to start in this call (unless ``ignore_errors``).
         """
-        pending = [s for s in self._servers.values() if not s.is_running]
+        pending = [
+            s for s in self._servers.values() if not s.is_running and s.name not in self.failures
+        ]
         outcomes = await asyncio.gather(*(s.start() for s in pending), return_exceptions=True)
-        self.failures = {}
+        failed: dict[str, Exception] = {}
         for server, outcome in zip(pending, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome  # KeyboardInterrupt, CancelledError
-                self.failures[server.name] = outcome
-        if not self.failures:
+                failed[server.name] = outcome
+        self.failures.update(failed)
+        if not failed:
             return
         if ignore_errors:
-            for name, error in self.failures.items():
+            for name, error in failed.items():
                 logger.warning("MCP server %r is not available: %s", name, error)
             return
-        if len(self.failures) == 1:
-            raise next(iter(self.failures.values()))
-        names = ", ".join(self.failures)
-        details = "; ".join(str(e) for e in self.failures.values())
+        if len(failed) == 1:
+            raise next(iter(failed.values()))
+        names = ", ".join(failed)
+        details = "; ".join(str(e) for e in failed.values())
         raise MCPServerError(f"MCP servers {names} could not be started: {details}", server=names)
 
     async def tools(self, *, ignore_errors: bool = False, refresh: bool = False) -> list[Tool]:

@@ -148,8 +148,10 @@ def _build_model(
             f"signature at module level"
         ) from exc
 
+    # Fields get neutral names and the parameter name as alias, so parameters may be called
+    # ``json``, ``schema`` or ``_private`` without clashing with BaseModel's own attributes.
     fields: dict[str, Any] = {}
-    for param in signature.parameters.values():
+    for index, param in enumerate(signature.parameters.values()):
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             star = "*" if param.kind is param.VAR_POSITIONAL else "**"
             raise ToolDefinitionError(
@@ -167,8 +169,8 @@ def _build_model(
                 f"'{param.name}: str'"
             )
         default = ... if param.default is param.empty else param.default
-        info = pydantic.Field(default, description=param_docs.get(param.name))
-        fields[param.name] = (hints[param.name], info)
+        info = pydantic.Field(default, alias=param.name, description=param_docs.get(param.name))
+        fields[f"p{index}"] = (hints[param.name], info)
 
     unknown = sorted(set(param_docs) - set(signature.parameters))
     if unknown:
@@ -357,7 +359,10 @@ class Tool:
         except pydantic.ValidationError as exc:
             raise ToolError(_format_validation_error(exc)) from exc
         # Keep nested models and enums as validated objects, not dumped back to dicts.
-        return {key: getattr(validated, key) for key in type(validated).model_fields}
+        return {
+            info.alias or key: getattr(validated, key)
+            for key, info in type(validated).model_fields.items()
+        }
 
     async def _call(self, kwargs: dict[str, Any]) -> Any:
         if self.is_async:

@@ -39,7 +39,7 @@ import dataclasses
 import json
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
@@ -414,7 +414,7 @@ _BAD_ESCAPE = re.compile(r'\\(?![nrt"]|u(?![dD][89a-fA-F])[0-9a-fA-F]{4})')
 _FIELD = re.compile(r'([^":\[ ]*+(?:[ ]++[^":\[ ]++)*+)[ ]*+:[ ]*+(.*)', re.DOTALL)
 _ITEM_FIELD = re.compile(r'- [ ]*+([^":\[ ]*+(?:[ ]++[^":\[ ]++)*+)[ ]*+:[ ]*+(.*)', re.DOTALL)
 _JSON_ONLY = re.compile(r"\\[/bfu]")  # escapes JSON accepts beyond TOON's
-_NOT_PLAIN = '"tfn-0123456789 ['  # first characters of tokens that may not be plain strings
+_NOT_PLAIN = '"-0123456789 ['  # first characters of tokens that may not be plain strings
 _IN_QUOTES = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?'
 # Prefix of a line up to the first occurrence of a character outside quotes.
 _UNQUOTED_PREFIX = {
@@ -429,7 +429,7 @@ _CELLS = {
 }
 _SCALAR = (2,)
 
-# A parsed header: key, length, keyed, delimiter, fields, rest, flat names, width, plan.
+# A parsed header: key, length, keyed, delimiter, fields, rest, names, width, groups.
 _Header = tuple[str | None, int, bool, str, Any, str, Any, int, Any]
 
 
@@ -450,22 +450,35 @@ def _split_cells(text: str, delim: str) -> list[str]:
     return [cell for cell, _ in pairs]
 
 
-def _plan(fields: tuple[Any, ...], start: int) -> tuple[tuple[Any, ...], int]:
-    """Map a field list to (name, cell index, nested plan) entries; return it and its width."""
-    plan = []
-    for name, nested in fields:
-        if nested is None:
-            plan.append((name, start, None))
-            start += 1
-        else:
-            sub, start = _plan(nested, start)
-            plan.append((name, 0, sub))
-    return tuple(plan), start
+def _plan(fields: tuple[Any, ...]) -> tuple[tuple[str, ...], list[tuple[int, int, Any]], int]:
+    """Plan for building objects from the cells of a nested field list.
+
+    Returns the top-level names, the groups to collapse (first cell, field count,
+    names; rightmost and innermost first) and the row width.
+    """
+    groups: list[tuple[int, int, int, tuple[str, ...]]] = []
+
+    def walk(fields: tuple[Any, ...], start: int, level: int) -> int:
+        for _, nested in fields:
+            if nested is None:
+                start += 1
+            else:
+                first = start
+                start = walk(nested, start, level + 1)
+                groups.append((first, level, len(nested), tuple(n for n, _ in nested)))
+        return start
+
+    width = walk(fields, 0, 0)
+    groups.sort(key=lambda g: (g[0], g[1]), reverse=True)
+    return tuple(n for n, _ in fields), [(g[0], g[2], g[3]) for g in groups], width
 
 
-def _build(plan: tuple[Any, ...], cells: list[Any]) -> dict[str, Any]:
-    """Build one object from row cells following a plan made by :func:`_plan`."""
-    return {name: cells[at] if sub is None else _build(sub, cells) for name, at, sub in plan}
+def _build(names: tuple[str, ...], groups: list[tuple[int, int, Any]], cells: list[Any]) -> Any:
+    """Build one object from a fresh list of row cells (which it consumes)."""
+    for start, count, group in groups:
+        end = start + count
+        cells[start:end] = [dict(zip(group, cells[start:end]))]
+    return dict(zip(names, cells))
 
 
 def _prepare(
@@ -620,13 +633,56 @@ class _Decoder:
         return self.prim(tok.strip(" "), i)
 
     def values(self, text: str, delim: str, i: int) -> list[Any]:
+        """Decode a delimited cell sequence; empty text is zero cells (spec 11.2)."""
         if not text:
             return []
+        if '"' in text:
+            values = self.quoted_row(text, delim, i)
+            if values is not None:
+                return values
         cell = self.cell
         return [
-            c if c and c[0] not in _NOT_PLAIN and c[-1] != " " else cell(c, i)
+            c
+            if c and c[0] not in _NOT_PLAIN and c[-1] != " " and c not in _KEYWORDS
+            else cell(c, i)
             for c in _split_cells(text, delim)
         ]
+
+    def quoted_row(self, row: str, delim: str, i: int) -> list[Any] | None:
+        """Split and decode a row whose quoted cells are whole tokens.
+
+        Returns None (the caller then takes the general path) for anything unusual,
+        including a first cell with an unquoted colon, which ends a table.
+        """
+        out: list[Any] = []
+        pos = 0
+        n = len(row)
+        while True:
+            if row.startswith('"', pos):
+                try:
+                    value, end = _scanstring(row, pos + 1, False)
+                except ValueError:
+                    return None
+                if _JSON_ONLY.search(row, pos, end) is not None:
+                    return None
+                out.append(value)
+                if end == n:
+                    return out
+                if row[end] != delim:
+                    return None
+                pos = end + 1
+            else:
+                nxt = row.find(delim, pos)
+                tok = row[pos:] if nxt < 0 else row[pos:nxt]
+                if '"' in tok or (not pos and ":" in tok):
+                    return None
+                if tok and tok[0] not in _NOT_PLAIN and tok[-1] != " " and tok not in _KEYWORDS:
+                    out.append(tok)
+                else:
+                    out.append(self.prim(tok.strip(" "), i))
+                if nxt < 0:
+                    return out
+                pos = nxt + 1
 
     # -- line classes -----------------------------------------------------------
 
@@ -675,15 +731,13 @@ class _Decoder:
             raise self.error("A keyed header requires a field list", i)
         if fields is not None and rest:
             raise self.error("Unexpected content after a header with a field list", i)
-        names = plan = None
+        names = groups = None
         width = 0
         if fields is not None:
-            plan, width = _plan(fields, 0)
-            if all(nested is None for _, nested in fields):
-                names, plan = tuple(name for name, _ in fields), None
+            names, groups, width = _plan(fields)
         key_text = content[:bracket]
         key = self.key(key_text, i) if key_text else None
-        header = (key, int(m.group(1)), keyed, delim, fields, rest, names, width, plan)
+        header = (key, int(m.group(1)), keyed, delim, fields, rest, names, width, groups)
         if len(content) < 256:
             self.headers[content] = header
         return header
@@ -769,6 +823,7 @@ class _Decoder:
         D = self.D
         blanks = self.blanks
         strict = self.strict
+        headers = self.headers
         match = _FIELD.match
         scan = _scanstring
         json_only = _JSON_ONLY.search
@@ -787,7 +842,12 @@ class _Decoder:
             m = match(content)
             if m is None:
                 self.i = i
-                key, value = self.general_field(content, line, depth)
+                header = headers.get(content)
+                if header is not None and header[0] is not None:
+                    key = header[0]
+                    value = self.header_value(header, line, depth + 1)
+                else:
+                    key, value = self.general_field(content, line, depth)
                 i = self.i
             else:
                 key, rest = m.groups()
@@ -795,7 +855,7 @@ class _Decoder:
                     self.i = i
                     value = self.field_value(rest, line, depth)
                     i = self.i
-                elif rest[0] not in _NOT_PLAIN:
+                elif rest[0] not in _NOT_PLAIN and rest not in _KEYWORDS:
                     value = rest
                 elif rest[0] == '"':
                     try:
@@ -867,45 +927,44 @@ class _Decoder:
         out: list[Any] = []
         append = out.append
         started = False
-        try:
-            while True:
-                i = self.i
-                d = D[i]
-                if d <= parent:
-                    break
-                if d != depth:
-                    raise self.error("Unexpected indentation", i)
-                content = C[i]
-                if content[:2] != "- " and content != "-":
-                    break
-                if blanks and self.spans and i in blanks:
+        while True:
+            i = self.i
+            d = D[i]
+            if d <= parent:
+                break
+            if d != depth:
+                raise self.error("Unexpected indentation", i)
+            content = C[i]
+            if content[:2] != "- " and content != "-":
+                break
+            if blanks:
+                if self.spans and i in blanks:
                     raise self.blank_error(i)
-                self.i = i + 1
                 if not started:
                     self.spans += 1
                     started = True
-                m = match(content)
-                if m is None:
-                    append(self.item(content, i, depth))
-                    continue
-                # An object whose first field sits on the hyphen line (the common case).
-                key, rest = m.groups()
-                if not rest:
-                    value = self.field_value(rest, i, inner)
-                elif rest[0] not in _NOT_PLAIN:
-                    value = rest
-                elif rest[0] == '"':
-                    try:
-                        value, end = scan(rest, 1, False)
-                    except ValueError:
-                        end = -1
-                    if end != len(rest) or json_only(rest) is not None:
-                        value = self.quoted(rest, i)
-                else:
-                    value = [] if rest == "[]" else self.prim(rest, i)
-                append(self.object_body(inner, {key: value}, depth))
-        finally:
-            self.spans -= started
+            self.i = i + 1
+            m = match(content)
+            if m is None:
+                append(self.item(content, i, depth))
+                continue
+            # An object whose first field sits on the hyphen line (the common case).
+            key, rest = m.groups()
+            if not rest:
+                value = self.field_value(rest, i, inner)
+            elif rest[0] not in _NOT_PLAIN and rest not in _KEYWORDS:
+                value = rest
+            elif rest[0] == '"':
+                try:
+                    value, end = scan(rest, 1, False)
+                except ValueError:
+                    end = -1
+                if end != len(rest) or json_only(rest) is not None:
+                    value = self.quoted(rest, i)
+            else:
+                value = [] if rest == "[]" else self.prim(rest, i)
+            append(self.object_body(inner, {key: value}, depth))
+        self.spans -= started
         self.check_count(len(out), header, hi)
         return out
 
@@ -934,13 +993,10 @@ class _Decoder:
         """Parse the rows of a tabular array (spec 9.3)."""
         C = self.C
         D = self.D
-        blanks = self.blanks
-        cell = self.cell
         delim = header[3]
         names = header[6]
-        plan = header[8]
+        groups = header[8]
         width = header[7]
-        findall = _CELLS[delim].findall
         out: list[Any] = []
         started = False
         i = self.i
@@ -957,26 +1013,34 @@ class _Decoder:
                     if split < 0 or row.find(":") < split:
                         break  # a key-value line ends the rows
                 cells = row.split(delim)
+                if len(cells) != width:
+                    raise self.error(f"Expected {width} values but found {len(cells)}", i)
+                cell = self.cell
+                values = [
+                    c
+                    if c and c[0] not in _NOT_PLAIN and c[-1] != " " and c not in _KEYWORDS
+                    else cell(c, i)
+                    for c in cells
+                ]
             else:
-                pairs = findall(row)
-                if len(pairs) > 1 and not pairs[-2][1]:
-                    pairs.pop()  # the empty match findall reports at the end
-                cells = [c for c, _ in pairs]
-                first = cells[0]
-                if ":" in first and _find_unquoted(first, ":") >= 0:
-                    break
-            if blanks:
-                if self.spans and i in blanks:
+                values = self.quoted_row(row, delim, i)  # type: ignore[assignment]
+                if values is None:
+                    cells = _split_cells(row, delim)
+                    first = cells[0]
+                    if ":" in first and _find_unquoted(first, ":") >= 0:
+                        break
+                    if len(cells) != width:
+                        raise self.error(f"Expected {width} values but found {len(cells)}", i)
+                    values = [self.cell(c, i) for c in cells]
+                elif len(values) != width:
+                    raise self.error(f"Expected {width} values but found {len(values)}", i)
+            if self.blanks:
+                if self.spans and i in self.blanks:
                     raise self.blank_error(i)
                 if not started:
                     self.spans += 1
                     started = True
-            if len(cells) != width:
-                raise self.error(f"Expected {width} values but found {len(cells)}", i)
-            values = [
-                c if c and c[0] not in _NOT_PLAIN and c[-1] != " " else cell(c, i) for c in cells
-            ]
-            out.append(dict(zip(names, values)) if plan is None else _build(plan, values))
+            out.append(_build(names, groups, values) if groups else dict(zip(names, values)))
             i += 1
         self.i = i
         self.spans -= started
@@ -985,47 +1049,42 @@ class _Decoder:
         return out
 
     def entries(self, header: _Header, hi: int, depth: int, parent: int) -> dict[str, Any]:
+        """Parse the entry rows of a keyed tabular object (spec 9.5)."""
         C = self.C
         D = self.D
+        blanks = self.blanks
         delim = header[3]
-        fields = header[4]
+        names = header[6]
+        groups = header[8]
         width = header[7]
         obj: dict[str, Any] = {}
         count = 0
-        try:
-            while True:
-                i = self.i
-                d = D[i]
-                if d <= parent:
-                    break
-                if d != depth:
-                    raise self.error("Unexpected indentation", i)
-                if self.blanks and self.spans and i in self.blanks:
-                    raise self.blank_error(i)
-                self.i = i + 1
-                if not count:
-                    self.spans += 1
-                count += 1
-                content = C[i]
-                colon = _find_unquoted(content, ":")
-                if colon < 0:
-                    raise self.error("Expected 'key: values' entry row", i)
-                key = self.key(content[:colon], i)
-                cells = self.values(content[colon + 1 :].strip(" "), delim, i)
-                if len(cells) != width:
-                    raise self.error(f"Expected {width} values but found {len(cells)}", i)
-                if self.strict and key in obj:
-                    raise self.error(f"Duplicate key {key!r}", i)
-                obj[key] = self.materialize(fields, iter(cells))
-        finally:
-            self.spans -= bool(count)
+        while True:
+            i = self.i
+            d = D[i]
+            if d <= parent:
+                break
+            if d != depth:
+                raise self.error("Unexpected indentation", i)
+            if blanks and self.spans and i in blanks:
+                raise self.blank_error(i)
+            self.i = i + 1
+            if not count:
+                self.spans += 1
+            count += 1
+            content = C[i]
+            colon = _find_unquoted(content, ":")
+            if colon < 0:
+                raise self.error("Expected 'key: values' entry row", i)
+            key = self.key(content[:colon], i)
+            cells = self.values(content[colon + 1 :].strip(" "), delim, i)
+            if len(cells) != width:
+                raise self.error(f"Expected {width} values but found {len(cells)}", i)
+            if self.strict and key in obj:
+                raise self.error(f"Duplicate key {key!r}", i)
+            obj[key] = _build(names, groups, cells) if groups else dict(zip(names, cells))
+        self.spans -= bool(count)
         self.check_count(count, header, hi)
-        return obj
-
-    def materialize(self, fields: tuple[Any, ...], cells: Iterator[Any]) -> dict[str, Any]:
-        obj: dict[str, Any] = {}
-        for name, nested in fields:
-            obj[name] = next(cells) if nested is None else self.materialize(nested, cells)
         return obj
 
 

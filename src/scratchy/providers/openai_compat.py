@@ -11,7 +11,7 @@ preset        base URL                                           API key
 ``ollama``    ``OLLAMA_HOST`` or ``http://127.0.0.1:11434/v1``   none needed
 ``gemini``    ``https://generativelanguage.googleapis.com/...``  ``GEMINI_API_KEY`` or
                                                                  ``GOOGLE_API_KEY``
-``openai-compatible``  the ``base_url`` you give                 optional
+``openai-compatible``  the ``base_url`` you give                 only ``api_key=``
 ============  =================================================  ============================
 
 The SDK retries 408/409/429/5xx answers, timeouts and connection errors with exponential backoff
@@ -89,9 +89,10 @@ PRESETS: dict[str, Preset] = {
         ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
         default_model="gemini-2.0-flash",
     ),
+    # No key variable on purpose: OPENAI_API_KEY must not leak to an arbitrary server.
     "openai-compatible": Preset(
         None,
-        ("OPENAI_API_KEY",),
+        (),
         key_required=False,
         default_model="default",
         base_url_env="OPENAI_BASE_URL",
