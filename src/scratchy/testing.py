@@ -160,3 +160,8 @@ class FakeProvider:
             words = sum(len(str(m.get("content") or "").split()) for m in messages)
             response.usage = Usage(words, len(str(text or "").split()))
         yield response
+
+
+def fake_provider(model: str | None = None, *, name: str = "fake", **options: Any) -> FakeProvider:
+    """Registry entry of ``"fake:..."`` models (see :meth:`FakeProvider.from_spec`)."""
+    return FakeProvider.from_spec(model or "", **options)

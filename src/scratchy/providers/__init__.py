@@ -48,6 +48,7 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "gemini": _COMPAT,
     "openai-compatible": _COMPAT,
     "anthropic": ("scratchy.providers.anthropic", "AnthropicProvider"),
+    "fake": ("scratchy.testing", "fake_provider"),
 }
 """Provider name → (module, class). Every class takes ``(model, *, name=..., ...)``."""
 
