@@ -39,7 +39,7 @@ import dataclasses
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
@@ -429,8 +429,8 @@ _CELLS = {
 }
 _SCALAR = (2,)
 
-# A parsed header: key, length, keyed, delimiter, fields, rest, names, width, groups.
-_Header = tuple[str | None, int, bool, str, Any, str, Any, int, Any]
+# A parsed header: key, length, keyed, delimiter, fields, rest, object builder, width.
+_Header = tuple[str | None, int, bool, str, Any, str, Any, int]
 
 
 def _find_unquoted(text: str, char: str) -> int:
@@ -450,35 +450,52 @@ def _split_cells(text: str, delim: str) -> list[str]:
     return [cell for cell, _ in pairs]
 
 
-def _plan(fields: tuple[Any, ...]) -> tuple[tuple[str, ...], list[tuple[int, int, Any]], int]:
-    """Plan for building objects from the cells of a nested field list.
+def _materialize(fields: tuple[Any, ...], cells: Iterator[Any]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for name, nested in fields:
+        obj[name] = next(cells) if nested is None else _materialize(nested, cells)
+    return obj
 
-    Returns the top-level names, the groups to collapse (first cell, field count,
-    names; rightmost and innermost first) and the row width.
+
+def _builder(fields: tuple[Any, ...]) -> tuple[Callable[[list[Any]], dict[str, Any]], int]:
+    """Compile a field list into a function building one object from row cells.
+
+    The generated source only contains integers (names are looked up in a tuple),
+    so a field list cannot inject code. Returns the function and the row width.
     """
-    groups: list[tuple[int, int, int, tuple[str, ...]]] = []
+    names: list[str] = []
 
-    def walk(fields: tuple[Any, ...], start: int, level: int) -> int:
-        for _, nested in fields:
+    def expr(fields: tuple[Any, ...], pos: int, level: int) -> tuple[str, int]:
+        if level > 16:
+            raise RecursionError
+        parts = []
+        for name, nested in fields:
+            names.append(name)
             if nested is None:
-                start += 1
+                parts.append(f"N[{len(names) - 1}]: c[{pos}]")
+                pos += 1
             else:
-                first = start
-                start = walk(nested, start, level + 1)
-                groups.append((first, level, len(nested), tuple(n for n, _ in nested)))
-        return start
+                key = len(names) - 1
+                sub, pos = expr(nested, pos, level + 1)
+                parts.append(f"N[{key}]: {sub}")
+        return "{" + ", ".join(parts) + "}", pos
 
-    width = walk(fields, 0, 0)
-    groups.sort(key=lambda g: (g[0], g[1]), reverse=True)
-    return tuple(n for n, _ in fields), [(g[0], g[2], g[3]) for g in groups], width
+    try:
+        body, width = expr(fields, 0, 0)
+        if width <= 256:
+            return eval(f"lambda c: {body}", {"N": tuple(names)}), width  # noqa: S307
+    except RecursionError:
+        pass
+    width = sum(1 for _ in _leaves(fields))
+    return lambda cells: _materialize(fields, iter(cells)), width
 
 
-def _build(names: tuple[str, ...], groups: list[tuple[int, int, Any]], cells: list[Any]) -> Any:
-    """Build one object from a fresh list of row cells (which it consumes)."""
-    for start, count, group in groups:
-        end = start + count
-        cells[start:end] = [dict(zip(group, cells[start:end]))]
-    return dict(zip(names, cells))
+def _leaves(fields: tuple[Any, ...]) -> Iterator[str]:
+    for name, nested in fields:
+        if nested is None:
+            yield name
+        else:
+            yield from _leaves(nested)
 
 
 def _prepare(
@@ -556,7 +573,9 @@ class _Decoder:
         numbers: list[int] | None,
         blanks: dict[int, int],
         strict: bool,
+        escapes: bool,
     ) -> None:
+        self.escapes = escapes  # the text has \\/ \\b \\f or \\u: check quoted tokens
         self.n = len(contents)
         self.C = contents + [""]  # a sentinel line at depth -1 ends every scope
         self.D = depths + [-1]
@@ -614,7 +633,7 @@ class _Decoder:
             raise self.error(reason, i) from None
         if end != len(tok):
             raise self.error("Unexpected characters after closing quote", i)
-        if _JSON_ONLY.search(tok) and (m := _BAD_ESCAPE.search(tok.replace("\\\\", ""))):
+        if self.escapes and (m := _BAD_ESCAPE.search(tok.replace("\\\\", ""))):
             raise self.error(f"Invalid escape sequence {m.string[m.start() : m.start() + 6]!r}", i)
         return value  # type: ignore[no-any-return]
 
@@ -628,7 +647,7 @@ class _Decoder:
                 value, end = _scanstring(tok, 1, False)
             except ValueError:
                 end = -1
-            if end == len(tok) and _JSON_ONLY.search(tok) is None:
+            if end == len(tok) and not self.escapes:
                 return value
         return self.prim(tok.strip(" "), i)
 
@@ -663,7 +682,7 @@ class _Decoder:
                     value, end = _scanstring(row, pos + 1, False)
                 except ValueError:
                     return None
-                if _JSON_ONLY.search(row, pos, end) is not None:
+                if self.escapes and _JSON_ONLY.search(row, pos, end) is not None:
                     return None
                 out.append(value)
                 if end == n:
@@ -731,13 +750,13 @@ class _Decoder:
             raise self.error("A keyed header requires a field list", i)
         if fields is not None and rest:
             raise self.error("Unexpected content after a header with a field list", i)
-        names = groups = None
+        build = None
         width = 0
         if fields is not None:
-            names, groups, width = _plan(fields)
+            build, width = _builder(fields)
         key_text = content[:bracket]
         key = self.key(key_text, i) if key_text else None
-        header = (key, int(m.group(1)), keyed, delim, fields, rest, names, width, groups)
+        header = (key, int(m.group(1)), keyed, delim, fields, rest, build, width)
         if len(content) < 256:
             self.headers[content] = header
         return header
@@ -826,7 +845,7 @@ class _Decoder:
         headers = self.headers
         match = _FIELD.match
         scan = _scanstring
-        json_only = _JSON_ONLY.search
+        escapes = self.escapes
         i = self.i
         while True:
             d = D[i]
@@ -862,7 +881,7 @@ class _Decoder:
                         value, end = scan(rest, 1, False)
                     except ValueError:
                         end = -1
-                    if end != len(rest) or json_only(rest) is not None:
+                    if end != len(rest) or escapes:
                         value = self.quoted(rest, line)
                 else:
                     value = [] if rest == "[]" else self.prim(rest, line)
@@ -922,7 +941,7 @@ class _Decoder:
         blanks = self.blanks
         match = _ITEM_FIELD.match
         scan = _scanstring
-        json_only = _JSON_ONLY.search
+        escapes = self.escapes
         inner = depth + 1
         out: list[Any] = []
         append = out.append
@@ -959,7 +978,7 @@ class _Decoder:
                     value, end = scan(rest, 1, False)
                 except ValueError:
                     end = -1
-                if end != len(rest) or json_only(rest) is not None:
+                if end != len(rest) or escapes:
                     value = self.quoted(rest, i)
             else:
                 value = [] if rest == "[]" else self.prim(rest, i)
@@ -994,8 +1013,7 @@ class _Decoder:
         C = self.C
         D = self.D
         delim = header[3]
-        names = header[6]
-        groups = header[8]
+        build = header[6]
         width = header[7]
         out: list[Any] = []
         started = False
@@ -1040,7 +1058,7 @@ class _Decoder:
                 if not started:
                     self.spans += 1
                     started = True
-            out.append(_build(names, groups, values) if groups else dict(zip(names, values)))
+            out.append(build(values))
             i += 1
         self.i = i
         self.spans -= started
@@ -1054,8 +1072,7 @@ class _Decoder:
         D = self.D
         blanks = self.blanks
         delim = header[3]
-        names = header[6]
-        groups = header[8]
+        build = header[6]
         width = header[7]
         obj: dict[str, Any] = {}
         count = 0
@@ -1082,7 +1099,7 @@ class _Decoder:
                 raise self.error(f"Expected {width} values but found {len(cells)}", i)
             if self.strict and key in obj:
                 raise self.error(f"Duplicate key {key!r}", i)
-            obj[key] = _build(names, groups, cells) if groups else dict(zip(names, cells))
+            obj[key] = build(cells)
         self.spans -= bool(count)
         self.check_count(count, header, hi)
         return obj
@@ -1106,7 +1123,8 @@ def loads(text: str | bytes | bytearray, *, indent: int = 2, strict: bool = True
     _check_indent(indent)
     if text.startswith("\ufeff"):
         text = text[1:]
-    decoder = _Decoder(*_prepare(text, indent, strict), strict)
+    escapes = _JSON_ONLY.search(text) is not None
+    decoder = _Decoder(*_prepare(text, indent, strict), strict, escapes)
     try:
         return decoder.document()
     except RecursionError:
