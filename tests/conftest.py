@@ -203,3 +203,37 @@ def gguf_path() -> Path:
         return bundled_model_path()
     except MissingDependencyError as exc:
         pytest.skip(str(exc))
+
+
+# --- isolation: every test runs in its own directory, and real models must be asked for -------
+
+_REAL_SERVER_FIXTURES = {"llama_server", "scripted_server", "gguf_path"}
+
+
+@pytest.fixture(autouse=True)
+def _isolate(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run in ``tmp_path`` (sessions land there), with no user config, and block real providers
+    unless the test is marked ``real_model`` or uses a real server fixture."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("SCRATCHY_MODEL", "SCRATCHY_SESSION_DIR", "OPENAI_API_KEY", "ANTHROPIC_API_KEY",
+                "GROQ_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SCRATCHY_HISTORY_FILE", str(tmp_path / ".scratchy_history"))
+    if request.node.get_closest_marker("real_model") or (
+        _REAL_SERVER_FIXTURES & set(request.fixturenames)
+    ):
+        return
+    from scratchy.providers.anthropic import AnthropicProvider
+    from scratchy.providers.local import LocalProvider
+    from scratchy.providers.openai_compat import OpenAICompatProvider
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> Any:
+        pytest.fail(
+            f"a real model provider ({type(self).__name__}) was called: use FakeProvider, or "
+            "mark the test @pytest.mark.real_model"
+        )
+
+    for cls in (AnthropicProvider, LocalProvider, OpenAICompatProvider):
+        monkeypatch.setattr(cls, "stream", refuse)

@@ -11,7 +11,7 @@ import pytest
 from scratchy.providers.base import ModelResponse, TextDelta
 from scratchy.providers.local import LocalProvider, _parse_tool_calls, _to_chat, load, warm_up
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.real_model
 
 
 @pytest.fixture

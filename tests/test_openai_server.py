@@ -26,6 +26,8 @@ TOOLS = [
     }
 ]
 
+pytestmark = pytest.mark.real_model  # the real openai client against real local servers
+
 
 async def collect(provider: Any, messages: list[dict[str, Any]], tools=None):
     deltas: list[str] = []
@@ -49,7 +51,6 @@ def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extr
 # --- real llama.cpp server -------------------------------------------------------------------
 
 
-@pytest.mark.slow
 async def test_llama_server_streams_answer_with_usage(llama_server: str) -> None:
     provider = OpenAICompatProvider("smollm2", base_url=llama_server, max_tokens=40)
     messages = [{"role": "user", "content": "Say hello in one short sentence.", "ts": 1}]
@@ -65,7 +66,6 @@ async def test_llama_server_streams_answer_with_usage(llama_server: str) -> None
     assert final.usage is None or final.usage.output_tokens > 0
 
 
-@pytest.mark.slow
 async def test_llama_server_via_resolve_provider(llama_server: str) -> None:
     provider = resolve_provider("smollm2", base_url=llama_server, max_tokens=16)
     assert provider.name == "openai-compatible"
@@ -73,7 +73,6 @@ async def test_llama_server_via_resolve_provider(llama_server: str) -> None:
     assert reply.message["content"]
 
 
-@pytest.mark.slow
 async def test_llama_server_http_error_becomes_provider_error(llama_server: str) -> None:
     provider = OpenAICompatProvider("m", base_url=llama_server + "/no-such-route", max_retries=0)
     with pytest.raises(ProviderError) as info:
@@ -83,7 +82,6 @@ async def test_llama_server_http_error_becomes_provider_error(llama_server: str)
     assert "404" in str(info.value)
 
 
-@pytest.mark.slow
 async def test_llama_server_rejected_request(llama_server: str) -> None:
     provider = OpenAICompatProvider("m", base_url=llama_server, max_retries=0)
     with pytest.raises(ProviderError) as info:  # "robot" is no chat role; this server says 500
@@ -93,7 +91,6 @@ async def test_llama_server_rejected_request(llama_server: str) -> None:
     assert len(str(info.value)) < 700  # long server tracebacks are cut
 
 
-@pytest.mark.slow
 async def test_llama_server_empty_stream_is_an_error(llama_server: str) -> None:
     # Too long for n_ctx=2048: this server answers 200 with an empty stream.
     provider = OpenAICompatProvider("m", base_url=llama_server, max_retries=0)

@@ -411,6 +411,7 @@ def test_local_without_llama_cpp_names_the_fix(monkeypatch) -> None:
     assert "scratchy[local]" in message and 'CMAKE_ARGS="-DGGML_NATIVE=OFF"' in message
 
 
+@pytest.mark.real_model
 async def test_local_bad_gguf_is_a_provider_error(tmp_path) -> None:
     pytest.importorskip("llama_cpp")
     bad = tmp_path / "bad.gguf"

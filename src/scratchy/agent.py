@@ -107,6 +107,11 @@ class Session:
         self._replaced = False
 
     @property
+    def saved_count(self) -> int:
+        """How many leading messages are known to be stored as they are in memory."""
+        return self._synced if self._prefix_intact() and not self._replaced else 0
+
+    @property
     def unsynced(self) -> bool:
         """True when the in-memory history differs from what was last stored (or was replaced)."""
         return self._replaced or not self._prefix_intact() or len(self._messages) != self._synced
@@ -281,6 +286,7 @@ class Agent:
             return session
         validate_session_id(session_id)
         stored = self.session_manager.store.load(session_id) if self.session_manager else None
+        start = [msgs.system(self.system_prompt)] if self.system_prompt else []
         if stored is not None:
             session = Session(
                 session_id,
@@ -290,8 +296,9 @@ class Agent:
             )
             session.last_activity = stored.info.updated_at
             session._mark_synced(stored.info.version)
+            if not stored.messages:  # created empty (``/new``): starts like a new session
+                session._messages.extend(start)
         else:
-            start = [msgs.system(self.system_prompt)] if self.system_prompt else []
             session = Session(session_id, start)
         self.sessions[session_id] = session
         return session

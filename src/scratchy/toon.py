@@ -415,6 +415,7 @@ _FIELD = re.compile(r'([^":\[ ]*+(?:[ ]++[^":\[ ]++)*+)[ ]*+:[ ]*+(.*)', re.DOTA
 _ITEM_FIELD = re.compile(r'- [ ]*+([^":\[ ]*+(?:[ ]++[^":\[ ]++)*+)[ ]*+:[ ]*+(.*)', re.DOTALL)
 _JSON_ONLY = re.compile(r"\\[/bfu]")  # escapes JSON accepts beyond TOON's
 _NOT_PLAIN = '"-0123456789 ['  # first characters of tokens that may not be plain strings
+_LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None}
 _IN_QUOTES = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?'
 # Prefix of a line up to the first occurrence of a character outside quotes.
 _UNQUOTED_PREFIX = {
@@ -429,8 +430,10 @@ _CELLS = {
 }
 _SCALAR = (2,)
 
-# A parsed header: key, length, keyed, delimiter, fields, rest, object builder, width.
-_Header = tuple[str | None, int, bool, str, Any, str, Any, int]
+# A parsed header: key, length, keyed, delimiter, fields, rest, object builder, width,
+# and a regex matching a row of quoted and plain cells.
+_Header = tuple[str | None, int, bool, str, Any, str, Any, int, Any]
+_ROW_CELL = {d: f'("[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+"|[^"{re.escape(d)}]*+)' for d in _DELIMITERS}
 
 
 def _find_unquoted(text: str, char: str) -> int:
@@ -575,7 +578,7 @@ class _Decoder:
         strict: bool,
         escapes: bool,
     ) -> None:
-        self.escapes = escapes  # the text has \\/ \\b \\f or \\u: check quoted tokens
+        self.escapes = escapes  # the text has JSON-only escapes: validate quoted tokens
         self.n = len(contents)
         self.C = contents + [""]  # a sentinel line at depth -1 ends every scope
         self.D = depths + [-1]
@@ -585,6 +588,7 @@ class _Decoder:
         self.i = 0
         self.spans = 0  # open array scopes that consumed their first item
         self.headers: dict[str, _Header] = {}
+        self.state = (self.C, self.D, blanks, strict, self.headers, escapes)
 
     # -- errors ---------------------------------------------------------------
 
@@ -660,10 +664,9 @@ class _Decoder:
             if values is not None:
                 return values
         cell = self.cell
+        literal = _LITERALS.get
         return [
-            c
-            if c and c[0] not in _NOT_PLAIN and c[-1] != " " and c not in _KEYWORDS
-            else cell(c, i)
+            literal(c, c) if c and c[0] not in _NOT_PLAIN and c[-1] != " " else cell(c, i)
             for c in _split_cells(text, delim)
         ]
 
@@ -695,8 +698,8 @@ class _Decoder:
                 tok = row[pos:] if nxt < 0 else row[pos:nxt]
                 if '"' in tok or (not pos and ":" in tok):
                     return None
-                if tok and tok[0] not in _NOT_PLAIN and tok[-1] != " " and tok not in _KEYWORDS:
-                    out.append(tok)
+                if tok and tok[0] not in _NOT_PLAIN and tok[-1] != " ":
+                    out.append(_LITERALS.get(tok, tok))
                 else:
                     out.append(self.prim(tok.strip(" "), i))
                 if nxt < 0:
@@ -750,13 +753,16 @@ class _Decoder:
             raise self.error("A keyed header requires a field list", i)
         if fields is not None and rest:
             raise self.error("Unexpected content after a header with a field list", i)
-        build = None
+        build = row_re = None
         width = 0
         if fields is not None:
             build, width = _builder(fields)
+            if width <= 64:
+                cell = _ROW_CELL[delim]
+                row_re = re.compile(cell + (re.escape(delim) + cell) * (width - 1), re.DOTALL)
         key_text = content[:bracket]
         key = self.key(key_text, i) if key_text else None
-        header = (key, int(m.group(1)), keyed, delim, fields, rest, build, width)
+        header = (key, int(m.group(1)), keyed, delim, fields, rest, build, width, row_re)
         if len(content) < 256:
             self.headers[content] = header
         return header
@@ -838,14 +844,9 @@ class _Decoder:
 
     def object_body(self, depth: int, obj: dict[str, Any], parent: int) -> dict[str, Any]:
         """Parse the fields at ``depth`` of an object opened at ``parent`` into ``obj``."""
-        C = self.C
-        D = self.D
-        blanks = self.blanks
-        strict = self.strict
-        headers = self.headers
+        C, D, blanks, strict, headers, escapes = self.state
         match = _FIELD.match
-        scan = _scanstring
-        escapes = self.escapes
+        literal = _LITERALS.get
         i = self.i
         while True:
             d = D[i]
@@ -864,7 +865,12 @@ class _Decoder:
                 header = headers.get(content)
                 if header is not None and header[0] is not None:
                     key = header[0]
-                    value = self.header_value(header, line, depth + 1)
+                    if header[4] is not None and not header[2]:  # a table: skip header_value
+                        d = D[i]
+                        scope = d if d > depth + 1 and not strict else depth + 1
+                        value = self.rows(header, line, scope, depth)
+                    else:
+                        value = self.header_value(header, line, depth + 1)
                 else:
                     key, value = self.general_field(content, line, depth)
                 i = self.i
@@ -874,11 +880,11 @@ class _Decoder:
                     self.i = i
                     value = self.field_value(rest, line, depth)
                     i = self.i
-                elif rest[0] not in _NOT_PLAIN and rest not in _KEYWORDS:
-                    value = rest
+                elif rest[0] not in _NOT_PLAIN:
+                    value = literal(rest, rest)
                 elif rest[0] == '"':
                     try:
-                        value, end = scan(rest, 1, False)
+                        value, end = _scanstring(rest, 1, False)
                     except ValueError:
                         end = -1
                     if end != len(rest) or escapes:
@@ -971,8 +977,8 @@ class _Decoder:
             key, rest = m.groups()
             if not rest:
                 value = self.field_value(rest, i, inner)
-            elif rest[0] not in _NOT_PLAIN and rest not in _KEYWORDS:
-                value = rest
+            elif rest[0] not in _NOT_PLAIN:
+                value = _LITERALS.get(rest, rest)
             elif rest[0] == '"':
                 try:
                     value, end = scan(rest, 1, False)
@@ -1012,9 +1018,12 @@ class _Decoder:
         """Parse the rows of a tabular array (spec 9.3)."""
         C = self.C
         D = self.D
+        cell = self.cell
+        literal = _LITERALS.get
         delim = header[3]
         build = header[6]
         width = header[7]
+        row_re = header[8]
         out: list[Any] = []
         started = False
         i = self.i
@@ -1031,34 +1040,34 @@ class _Decoder:
                     if split < 0 or row.find(":") < split:
                         break  # a key-value line ends the rows
                 cells = row.split(delim)
-                if len(cells) != width:
-                    raise self.error(f"Expected {width} values but found {len(cells)}", i)
-                cell = self.cell
-                values = [
-                    c
-                    if c and c[0] not in _NOT_PLAIN and c[-1] != " " and c not in _KEYWORDS
-                    else cell(c, i)
-                    for c in cells
-                ]
+            elif row_re is not None and (m := row_re.fullmatch(row)) is not None:
+                cells = m.groups()  # type: ignore[assignment]
+                first = cells[0]
+                if ":" in first and first[0] != '"':
+                    break
             else:
-                values = self.quoted_row(row, delim, i)  # type: ignore[assignment]
-                if values is None:
-                    cells = _split_cells(row, delim)
-                    first = cells[0]
-                    if ":" in first and _find_unquoted(first, ":") >= 0:
-                        break
-                    if len(cells) != width:
-                        raise self.error(f"Expected {width} values but found {len(cells)}", i)
-                    values = [self.cell(c, i) for c in cells]
-                elif len(values) != width:
-                    raise self.error(f"Expected {width} values but found {len(values)}", i)
+                cells = _split_cells(row, delim)
+                first = cells[0]
+                if ":" in first and _find_unquoted(first, ":") >= 0:
+                    break
             if self.blanks:
                 if self.spans and i in self.blanks:
                     raise self.blank_error(i)
                 if not started:
                     self.spans += 1
                     started = True
-            out.append(build(values))
+            if len(cells) != width:
+                raise self.error(f"Expected {width} values but found {len(cells)}", i)
+            out.append(
+                build(
+                    [
+                        literal(c, c)
+                        if c and c[0] not in _NOT_PLAIN and c[-1] != " "
+                        else cell(c, i)
+                        for c in cells
+                    ]
+                )
+            )
             i += 1
         self.i = i
         self.spans -= started

@@ -102,13 +102,16 @@ async def _help(repl: Repl, args: list[str]) -> None:
 @command("status", "/status", "Show current session info")
 async def _status(repl: Repl, args: list[str]) -> None:
     session = repl.agent.get_session(repl.session_id)
-    saved = "Yes" if repl.sm.session_exists(repl.session_id) and not session.unsynced else "No"
+    pending = session.messages[session.saved_count :]
+    saved = repl.sm.session_exists(repl.session_id) and (
+        not session.unsynced or all(m.get("role") == "system" for m in pending)
+    )
     repl.say("📊 Current Session Status:")
     repl.say(f"   Session ID: {session.session_id}")
     repl.say(f"   Messages: {len(session.messages)}")
     repl.say(f"   Created: {local_iso(session.created_at).replace('T', ' ')}")
     repl.say(f"   Last Activity: {local_iso(session.last_activity).replace('T', ' ')}")
-    repl.say(f"   Saved: {saved}")
+    repl.say(f"   Saved: {'Yes' if saved else 'No'}")
     usage = session.metadata.get("usage")
     if usage:
         repl.say(
