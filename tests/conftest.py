@@ -217,8 +217,16 @@ def _isolate(
     """Run in ``tmp_path`` (sessions land there), with no user config, and block real providers
     unless the test is marked ``real_model`` or uses a real server fixture."""
     monkeypatch.chdir(tmp_path)
-    for var in ("SCRATCHY_MODEL", "SCRATCHY_SESSION_DIR", "OPENAI_API_KEY", "ANTHROPIC_API_KEY",
-                "GROQ_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENAI_BASE_URL"):
+    for var in (
+        "SCRATCHY_MODEL",
+        "SCRATCHY_SESSION_DIR",
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GROQ_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "OPENAI_BASE_URL",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SCRATCHY_HISTORY_FILE", str(tmp_path / ".scratchy_history"))
     if request.node.get_closest_marker("real_model") or (

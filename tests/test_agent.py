@@ -161,7 +161,11 @@ async def test_callbacks_in_order(sm: SessionManager) -> None:
 
 async def test_max_iterations(sm: SessionManager) -> None:
     agent, _ = make(
-        sm, FakeProvider.tool_call("add", a=1, b=1), FakeProvider.tool_call("add", a=1, b=1), tools=[add], max_iterations=2
+        sm,
+        FakeProvider.tool_call("add", a=1, b=1),
+        FakeProvider.tool_call("add", a=1, b=1),
+        tools=[add],
+        max_iterations=2,
     )
     with pytest.raises(MaxTurnsExceeded, match="max_iterations"):
         await agent.chat("loop")
@@ -169,10 +173,20 @@ async def test_max_iterations(sm: SessionManager) -> None:
 
 
 async def test_duplicate_or_missing_call_ids_are_made_unique(sm: SessionManager) -> None:
-    same = {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "call_0", "type": "function", "function": {"name": "add", "arguments": "{}"}}]}
-    empty = {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "", "type": "function", "function": {"name": "add", "arguments": "{}"}}]}
+    same = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "call_0", "type": "function", "function": {"name": "add", "arguments": "{}"}}
+        ],
+    }
+    empty = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "", "type": "function", "function": {"name": "add", "arguments": "{}"}}
+        ],
+    }
     agent, _ = make(sm, same, "a", same, "b", empty, "c", tools=[add])
     for q in ("1", "2", "3"):
         await agent.chat(q, session_id="ids")

@@ -86,13 +86,18 @@ class FakeProvider:
         """The provider behind ``Agent(model="fake:...")`` (for scripted end-to-end runs).
 
         ``fake:`` echoes (``You said: <text>``); ``fake:/path/script.json`` gives the replies of
-        a JSON list (strings, or assistant message dicts with ``tool_calls``), in order.
+        a JSON list (strings, or assistant message dicts with ``tool_calls``), in order, or of
+        an object ``{"replies": [...], "delay": seconds, "chunk": characters}``.
         """
         if spec:
-            replies = json.loads(Path(spec).read_text(encoding="utf-8"))
-            if not isinstance(replies, list):
-                raise ValueError(f"{spec}: expected a JSON list of replies")
-            return cls(replies, **options)
+            script = json.loads(Path(spec).read_text(encoding="utf-8"))
+            if isinstance(script, dict):  # {"replies": [...], "delay": 0.05, "chunk": 4}
+                options = {**{k: script[k] for k in ("delay", "chunk") if k in script}, **options}
+                script = script.get("replies")
+            if not isinstance(script, list):
+                raise ValueError(f"{spec}: expected a JSON list of replies, or an object with "
+                                 "'replies' (and optional 'delay', 'chunk')")
+            return cls(script, **options)
         return cls(lambda messages, tools: f"You said: {messages[-1].get('content')}", **options)
 
     @staticmethod
