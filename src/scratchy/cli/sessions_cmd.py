@@ -41,19 +41,23 @@ def list_cmd(directory: str | None, as_json: bool) -> None:
         click.echo("No sessions yet. Start one with: scratchy chat -s NAME")
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for col in ("ID", "Title", "Messages", "Created", "Last activity"):
-        table.add_column(col, justify="right" if col == "Messages" else "left")
+    table.add_column("ID", no_wrap=True)
+    table.add_column("Title", no_wrap=True, overflow="ellipsis", max_width=40)
+    table.add_column("Messages", justify="right", no_wrap=True)
+    table.add_column("Created", no_wrap=True)
+    table.add_column("Last activity", no_wrap=True)
     for r in rows:
         count = "[red]corrupted[/red]" if r["corrupted"] else str(r["message_count"])
         table.add_row(
-            r["id"],
-            r["title"] or "",
+            escape(r["id"]),
+            escape(r["title"] or ""),
             count,
-            r["created_at"].replace("T", " "),
-            r["updated_at"].replace("T", " "),
+            r["created_at"].replace("T", " ")[:16],
+            r["updated_at"].replace("T", " ")[:16],
         )
     Console(soft_wrap=True).print(table)
 
