@@ -262,11 +262,14 @@ async def test_two_agents_share_a_session_without_losing_messages(tmp_path: Path
         provider=FakeProvider(["a1", "a2"]), session_manager=SessionManager(store=TOONFileStore(d))
     )
     b = Agent(provider=FakeProvider(["b1"]), session_manager=SessionManager(store=TOONFileStore(d)))
+    a.get_session("shared")
+    b.get_session("shared")  # both start the session in memory before either saves
     await a.chat("from a", session_id="shared")
     await b.chat("from b", session_id="shared")
     await a.chat("a again", session_id="shared")  # a picks up b's turn first
     contents = [m["content"] for m in SessionManager(d).load_session("shared")]
     assert contents[1:] == ["from a", "a1", "from b", "b1", "a again", "a2"]
+    assert b.get_session("shared").messages[0]["role"] == "system"  # one system prompt
 
 
 async def test_docs_manual_save_and_slice_stay_valid(sm: SessionManager) -> None:

@@ -316,7 +316,12 @@ class Agent:
         ):  # rewritten, or deleted meanwhile
             info = store.replace(sid, session.messages, metadata=session.metadata)
         else:
-            info = store.append(sid, session.messages[session._synced :], metadata=session.metadata)
+            new = session.messages[session._synced :]
+            if not session._synced and new and new[0].get("role") == "system":
+                current = store.info(sid)  # created meanwhile by another process?
+                if current is not None and current.message_count:
+                    new = new[1:]
+            info = store.append(sid, new, metadata=session.metadata)
             if info.message_count != len(session.messages):  # another process added messages
                 stored = store.load(sid)
                 if stored is not None:

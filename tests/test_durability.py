@@ -1,0 +1,105 @@
+"""Crash safety and concurrency of the TOON file store, with real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import toon_format
+
+from scratchy import SessionManager
+
+WRITER = r"""
+import sys
+from scratchy import SessionManager
+sm = SessionManager(sys.argv[1])
+big = "x" * 2000 + "\n" + "é🤖" * 500
+i = 0
+print("ready", flush=True)
+while True:
+    i += 1
+    if i % 2:
+        sm.append_messages("victim", [{"role": "user", "content": f"{i} {big}"}])
+    else:
+        msgs = sm.load_session("victim")
+        sm.save_session("victim", msgs[-40:] + [{"role": "assistant", "content": str(i)}])
+"""
+
+APPENDER = r"""
+import sys
+from scratchy import SessionManager
+directory, worker, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sm = SessionManager(directory)
+for i in range(count):
+    sm.append_messages("shared", [{"role": "user", "content": f"{worker}-{i}"},
+                                  {"role": "assistant", "content": f"ok {worker}-{i}"}])
+"""
+
+
+def test_sigkill_mid_save_never_leaves_a_torn_file(tmp_path: Path) -> None:
+    d = tmp_path / "s"
+    SessionManager(d).save_session("victim", [{"role": "system", "content": "start"}])
+    for round_ in range(25):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(d)], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        time.sleep(0.02 + (round_ % 5) * 0.013)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        fresh = SessionManager(d)
+        messages = fresh.load_session("victim")  # raises if the file were torn
+        assert messages and messages[0]["role"] in ("system", "user", "assistant")
+        text = (d / "victim_chat.toon").read_text()
+        assert toon_format.decode(text)["messages"] == messages
+        assert [r["id"] for r in fresh.list_sessions()] == ["victim"]
+    leftovers = list(d.glob(".*.tmp"))
+    SessionManager(d).append_messages("victim", [{"role": "user", "content": "after"}])
+    assert not list(d.glob(".victim_chat.toon.*.tmp")), leftovers
+
+
+def test_concurrent_appends_from_processes_lose_nothing(tmp_path: Path) -> None:
+    d = tmp_path / "s"
+    workers, count = 4, 40
+    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, str(d), f"w{w}", str(count)])
+             for w in range(workers)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    messages = SessionManager(d).load_session("shared")
+    contents = [m["content"] for m in messages]
+    assert len(contents) == workers * count * 2
+    expected = {f"w{w}-{i}" for w in range(workers) for i in range(count)}
+    users = [c for c in contents if not c.startswith("ok ")]
+    assert sorted(users) == sorted(expected)  # every message exactly once
+    for i in range(0, len(contents), 2):  # each append stays together
+        assert contents[i + 1] == f"ok {contents[i]}"
+    for w in range(workers):  # and each worker's order is kept
+        mine = [int(c.split("-")[1]) for c in users if c.startswith(f"w{w}-")]
+        assert mine == sorted(mine)
+
+
+def test_concurrent_agents_in_processes_share_a_session(tmp_path: Path) -> None:
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([f"reply {i}" for i in range(10)]))
+    code = r"""
+import asyncio, sys
+from scratchy import Agent, SessionManager
+async def main():
+    agent = Agent(model=sys.argv[2], session_manager=SessionManager(sys.argv[1]))
+    for i in range(10):
+        await agent.chat(f"{sys.argv[3]} q{i}", session_id="team")
+asyncio.run(main())
+"""
+    env = dict(os.environ)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "s"),
+                               f"fake:{script}", name], env=env) for name in ("a", "b")]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    messages = SessionManager(tmp_path / "s").load_session("team")
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    assert sorted(users) == sorted(f"{n} q{i}" for n in "ab" for i in range(10))
+    assert len(messages) == 41 and [m["role"] for m in messages].count("system") == 1
