@@ -43,11 +43,13 @@ def test_sessions_list_show_export_import_rm(tmp_path: Path) -> None:
     assert run("sessions", "import", "s.toon", "--id", "copy").exit_code == 0
     assert sm.load_session("copy") == MESSAGES
     assert run("sessions", "import", "out.json", "--id", "copy2").output == (
-        "Imported 3 messages into 'copy2'\n")
+        "Imported 3 messages into 'copy2'\n"
+    )
     again = run("sessions", "import", "out.json", "--id", "copy2")
     assert again.exit_code == 1 and "already exists" in again.output
     assert run("sessions", "rm", "copy", "copy2").output == (
-        "Deleted session 'copy'\nDeleted session 'copy2'\n")
+        "Deleted session 'copy'\nDeleted session 'copy2'\n"
+    )
     missing = run("sessions", "rm", "copy")
     assert missing.exit_code == 1
 
@@ -58,7 +60,7 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
     result = run("sessions", "show", "../etc")
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "Invalid session id '../etc'" in result.output
-    Path("bad.json").write_text("[{\"role\": \"robot\"}]")
+    Path("bad.json").write_text('[{"role": "robot"}]')
     result = run("sessions", "import", "bad.json", "--id", "x")
     assert result.exit_code == 1 and "message 0: field 'role'" in result.output
     Path("junk.txt").write_text("{{{ not json\n  : nor toon [")
@@ -68,8 +70,15 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
 
 def _scratchy(*args: str, input: str | None = None, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, SCRATCHY_MODEL="fake:")
-    return subprocess.run([sys.executable, "-m", "scratchy.cli.main", *args], input=input,
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "scratchy.cli.main", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_one_shot_chat_from_argument_and_stdin(tmp_path: Path) -> None:
@@ -80,7 +89,11 @@ def test_one_shot_chat_from_argument_and_stdin(tmp_path: Path) -> None:
     assert piped.returncode == 0 and piped.stdout == "You said: And JSON?\n"
     history = SessionManager(tmp_path / "scratchy" / "session_history").load_session("once")
     assert [m["content"] for m in history[1:]] == [
-        "What is TOON?", "You said: What is TOON?", "And JSON?", "You said: And JSON?"]
+        "What is TOON?",
+        "You said: What is TOON?",
+        "And JSON?",
+        "You said: And JSON?",
+    ]
 
 
 def test_one_shot_failure_exits_nonzero(tmp_path: Path) -> None:

@@ -45,8 +45,9 @@ def test_sigkill_mid_save_never_leaves_a_torn_file(tmp_path: Path) -> None:
     d = tmp_path / "s"
     SessionManager(d).save_session("victim", [{"role": "system", "content": "start"}])
     for round_ in range(25):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(d)], stdout=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(d)], stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         time.sleep(0.02 + (round_ % 5) * 0.013)
         proc.send_signal(signal.SIGKILL)
@@ -65,8 +66,10 @@ def test_sigkill_mid_save_never_leaves_a_torn_file(tmp_path: Path) -> None:
 def test_concurrent_appends_from_processes_lose_nothing(tmp_path: Path) -> None:
     d = tmp_path / "s"
     workers, count = 4, 40
-    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, str(d), f"w{w}", str(count)])
-             for w in range(workers)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, str(d), f"w{w}", str(count)])
+        for w in range(workers)
+    ]
     for p in procs:
         assert p.wait(timeout=120) == 0
     messages = SessionManager(d).load_session("shared")
@@ -95,8 +98,12 @@ async def main():
 asyncio.run(main())
 """
     env = dict(os.environ)
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "s"),
-                               f"fake:{script}", name], env=env) for name in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "s"), f"fake:{script}", name], env=env
+        )
+        for name in ("a", "b")
+    ]
     for p in procs:
         assert p.wait(timeout=120) == 0
     messages = SessionManager(tmp_path / "s").load_session("team")

@@ -95,8 +95,10 @@ class FakeProvider:
                 options = {**{k: script[k] for k in ("delay", "chunk") if k in script}, **options}
                 script = script.get("replies")
             if not isinstance(script, list):
-                raise ValueError(f"{spec}: expected a JSON list of replies, or an object with "
-                                 "'replies' (and optional 'delay', 'chunk')")
+                raise ValueError(
+                    f"{spec}: expected a JSON list of replies, or an object with "
+                    "'replies' (and optional 'delay', 'chunk')"
+                )
             return cls(script, **options)
         return cls(lambda messages, tools: f"You said: {messages[-1].get('content')}", **options)
 

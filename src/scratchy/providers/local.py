@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import ctypes
 import importlib.util
+import io
 import json
+import logging
 import os
 import re
 import threading
@@ -103,10 +107,17 @@ def _load_sync(path: Path, n_ctx: int, n_threads: int) -> Any:
             import llama_cpp
         except ImportError as exc:
             raise _missing_llama_cpp() from exc
+        _quiet_llama_logs(llama_cpp)
         try:
-            llama = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
-            )
+            # verbose=False would make llama-cpp-python point file descriptors 1 and 2 at
+            # /dev/null while it loads, which swallows what other threads print meanwhile
+            # (the REPL loads the model in the background). Load verbosely with llama.cpp's
+            # log silenced instead, and catch the few Python-level prints.
+            with contextlib.redirect_stderr(io.StringIO()):
+                llama = llama_cpp.Llama(
+                    model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=True
+                )
+            llama.verbose = False
         except (ValueError, RuntimeError, OSError) as exc:
             raise ProviderError(
                 f"cannot load the local model {str(path)!r}: {exc} (is it a valid GGUF file?)",
@@ -117,6 +128,24 @@ def _load_sync(path: Path, n_ctx: int, n_threads: int) -> Any:
         _LLAMAS[key] = llama
         _GEN_LOCKS[id(llama)] = threading.Lock()
         return llama
+
+
+_LOG_CALLBACK: Any = None
+
+
+def _quiet_llama_logs(llama_cpp: Any) -> None:
+    """Route llama.cpp's C-level log to the ``scratchy`` logger (errors only)."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+
+    @llama_cpp.llama_log_callback
+    def _log(level: int, text: bytes, user_data: Any) -> None:
+        if level == 3:  # GGML_LOG_LEVEL_ERROR
+            logging.getLogger("scratchy").error("llama.cpp: %s", text.decode("utf-8", "replace"))
+
+    _LOG_CALLBACK = _log  # keep a reference: C holds a pointer to it
+    llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
 
 
 def _close_all() -> None:

@@ -1,409 +1,25 @@
-"""A fast, conformant TOON (Token-Oriented Object Notation) codec.
+"""TOON decoder: TOON text to Python values (spec 4.4).
 
-Follows the TOON specification 4.4, the version implemented by the reference Python
-package ``toon-format`` 1.2.0 and by ``@toon-format/toon`` 4.4.0, and passes the
-``toon-format/spec`` conformance fixtures (spec 4.0 suite) with one deliberate
-exception: the 4 optional non-strict "malformed header falls back to a literal key"
-decode cases (``key[]: 1,2``, ``foo[2]extra: a,b``, ...) are rejected with
-:class:`ToonDecodeError`, as spec 4.4 and both reference implementations do.
-
-Choices:
-
-* :func:`dumps` output is byte-identical to ``toon_format.dumps`` for JSON values
-  (no trailing newline). Uniform arrays of objects become tabular arrays (including
-  nested field groups such as ``tool_calls[1]{id,type,function{name,arguments}}:``),
-  objects of uniform objects use the keyed tabular form (spec 9.5), and everything
-  else uses list items (``- role: user``). Numbers are canonical: ``-0.0`` -> ``0``,
-  integral floats below 1e21 are written as integers, other magnitudes outside
-  [1e-6, 1e21) use exponent notation (``1e+21``); NaN and infinities become ``null``.
-* Values are expected to be JSON data (dict with str keys, list, str, int, float,
-  bool, None). Anything else (tuples, sets, non-str keys, str/int subclasses such as
-  enums, dates, UUIDs, paths, dataclasses, pydantic models) is first normalized the
-  way ``toon_format`` does, on a slower path; unsupported types raise ``TypeError``.
-  Strings with unpaired surrogates raise ``ValueError``.
-* :func:`loads` is strict by default (spec 14): declared lengths and row widths must
-  match, indentation must be a multiple of ``indent`` without tabs, duplicate keys
-  and blank lines inside arrays are errors. ``strict=False`` relaxes exactly what
-  the reference relaxes. ``-0`` decodes to ``0``; numbers with a fraction or an
-  exponent decode to ``float``; tokens outside the number grammar (``05``, ``+1``,
-  ``.5``) stay strings. Comment lines (``# ...``) and a BOM are skipped.
-* Key folding / path expansion are not part of spec 4.4 and are not implemented.
-
-Errors raise :class:`ToonDecodeError` (a ``ValueError``) with ``.line`` (1-based) and
-``.reason``; ``str(error)`` is ``"line N: reason"``.
+The text is split into lines once; comment and blank lines are dropped and each
+line's depth is computed with C-level operations (a slower path handles tabs, CRLF,
+comments and blank lines). A recursive-descent parser then walks the lines, with the
+common line shapes (``key: value``, ``- key: value``, table rows) inlined and parsed
+with precompiled regexes, and quoted strings decoded by ``json``'s C scanner.
+Error checks and messages follow the reference ``toon_format`` decoder.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
-import sys
-from collections.abc import Callable, Iterator, Mapping
-from datetime import date, datetime, time
-from decimal import Decimal
-from enum import Enum
+from collections.abc import Callable, Iterator
 from itertools import repeat
 from operator import itemgetter, sub
-from pathlib import PurePath
 from typing import Any
-from uuid import UUID
 
-__all__ = ["TOON_SPEC_VERSION", "ToonDecodeError", "dumps", "loads"]
+from ._common import DELIMITERS, ToonDecodeError, check_indent
 
-TOON_SPEC_VERSION = "4.4"
-
-_DELIMITERS = (",", "\t", "|")
-
-
-class ToonDecodeError(ValueError):
-    """A TOON document could not be decoded. ``line`` is 1-based (or None)."""
-
-    def __init__(self, reason: str, line: int | None = None) -> None:
-        self.reason = reason
-        self.line = line
-        super().__init__(f"line {line}: {reason}" if line is not None else reason)
-
-    def __reduce__(self) -> tuple[type[ToonDecodeError], tuple[str, int | None]]:
-        return type(self), (self.reason, self.line)
-
-
-def _check_indent(indent: int) -> int:
-    if isinstance(indent, bool) or not isinstance(indent, int):
-        raise TypeError(f"indent must be an int, not {type(indent).__name__}")
-    if indent < 1:
-        raise ValueError(f"indent must be at least 1, got {indent}")
-    return indent
-
-
-# ---------------------------------------------------------------------------
-# Encoder
-# ---------------------------------------------------------------------------
-
-_encode_basestring: Any = json.encoder.encode_basestring  # C accelerated
-_UNQUOTED_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-_NUMERIC_LIKE = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_SPECIAL = {d: re.compile('[:"\\\\\\[\\]{}\\x00-\\x1f' + re.escape(d) + "]") for d in _DELIMITERS}
-_JSON_ONLY_ESCAPE = re.compile(r"\\[bf]")
-_CONTROL = re.compile('[\\\\"\\x00-\\x1f]')
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_PRIMITIVES = frozenset((str, int, float, bool, type(None)))
-_KEYWORDS = frozenset(("true", "false", "null"))
-
-
-class _Renormalize(Exception):
-    """Raised by the fast encoder when it meets a value outside plain JSON data."""
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    char = match.group()
-    return _ESCAPES.get(char) or f"\\u{ord(char):04x}"
-
-
-def _quote(value: str) -> str:
-    quoted: str = _encode_basestring(value)
-    if _JSON_ONLY_ESCAPE.search(quoted) is not None:  # json writes \b and \f; TOON cannot
-        return '"' + _CONTROL.sub(_escape_char, value) + '"'
-    return quoted
-
-
-def _format_decimal(value: Decimal) -> str:
-    if not value:
-        return "0"
-    if Decimal("1e-6") <= abs(value) < Decimal("1e21"):
-        text = f"{value:f}"
-        return text.rstrip("0").rstrip(".") if "." in text else text
-    sign, digits, exponent = value.as_tuple()
-    assert isinstance(exponent, int)
-    mantissa = "".join(map(str, digits)).rstrip("0")
-    exponent += len(digits) - 1
-    if len(mantissa) > 1:
-        mantissa = f"{mantissa[0]}.{mantissa[1:]}"
-    return f"{'-' if sign else ''}{mantissa}e{'+' if exponent >= 0 else '-'}{abs(exponent)}"
-
-
-def _format_float(value: float) -> str:
-    if value != value or value in (float("inf"), float("-inf")):
-        return "null"
-    if value.is_integer() and -1e21 < value < 1e21:
-        return str(int(value))
-    text = repr(value)
-    return text if "e" not in text else _format_decimal(Decimal(text))
-
-
-def _encode(root: Any, indent: int, delim: str) -> str:  # noqa: C901 - one closure scope
-    unit = " " * indent
-    sym = "" if delim == "," else delim
-    lines: list[str] = []
-    emit = lines.append
-    pads = [""]
-    keys: dict[str, str] = {}
-    special = _SPECIAL[delim].search
-    numeric_like = _NUMERIC_LIKE.fullmatch
-    quote = _quote
-
-    def pad(depth: int) -> str:
-        while len(pads) <= depth:
-            pads.append(pads[-1] + unit)
-        return pads[depth]
-
-    def string(s: str) -> str:
-        if (
-            not s
-            or s[0] in " \t-#"
-            or s[-1] in " \t"
-            or special(s) is not None
-            or (s[0] in "0123456789+" and numeric_like(s) is not None)
-            or (len(s) <= 5 and s in _KEYWORDS)
-        ):
-            return quote(s)
-        return s
-
-    def key(k: str) -> str:
-        if type(k) is not str:
-            raise _Renormalize
-        encoded = k if _UNQUOTED_KEY.fullmatch(k) else quote(k)
-        keys[k] = encoded
-        return encoded
-
-    def prim(v: Any) -> str:
-        t = type(v)
-        if t is str:
-            return string(v)
-        if v is None:
-            return "null"
-        if t is bool:
-            return "true" if v else "false"
-        if t is int:
-            return int.__repr__(v)
-        if t is float:
-            return _format_float(v)
-        raise _Renormalize
-
-    def shape(objs: list[Any]) -> tuple[Any, ...] | None:
-        """Shared field list of uniform objects (spec 9.3), or None."""
-        first = objs[0]
-        if type(first) is not dict or not first:
-            return None
-        names = first.keys()
-        size = len(names)
-        for obj in objs:
-            if type(obj) is not dict or len(obj) != size or obj.keys() != names:
-                return None
-        fields = []
-        for name in names:
-            column = [obj[name] for obj in objs]
-            for v in column:
-                if type(v) not in _PRIMITIVES:
-                    nested = shape(column)
-                    if nested is None:
-                        return None
-                    fields.append((name, nested))
-                    break
-            else:
-                fields.append((name, None))
-        return tuple(fields)
-
-    def leaves(obj: dict[str, Any], fields: tuple[Any, ...], out: list[Any]) -> list[Any]:
-        for name, nested in fields:
-            if nested is None:
-                out.append(obj[name])
-            else:
-                leaves(obj[name], nested, out)
-        return out
-
-    def field_list(fields: tuple[Any, ...]) -> str:
-        parts = [
-            (keys.get(name) or key(name)) + ("" if nested is None else field_list(nested))
-            for name, nested in fields
-        ]
-        return "{" + delim.join(parts) + "}"
-
-    def row(obj: dict[str, Any], fields: tuple[Any, ...], flat: list[str] | None) -> str:
-        values = [obj[n] for n in flat] if flat is not None else leaves(obj, fields, [])
-        return delim.join(map(prim, values))
-
-    def keyed(pre: str, k: str, obj: dict[str, Any], fields: tuple[Any, ...], depth: int) -> None:
-        emit(f"{pre}{k}[{len(obj)}:{sym}]{field_list(fields)}:")
-        p = pad(depth + 1)
-        flat = [n for n, nested in fields if nested is None]
-        flat_or_none = flat if len(flat) == len(fields) else None
-        for name, value in obj.items():
-            emit(f"{p}{keys.get(name) or key(name)}: {row(value, fields, flat_or_none)}")
-
-    def array(pre: str, k: str, arr: list[Any], depth: int, tabular: bool) -> None:
-        head = f"{pre}{k}[{len(arr)}{sym}]"
-        for v in arr:
-            if type(v) not in _PRIMITIVES:
-                break
-        else:
-            emit(f"{head}: {delim.join(map(prim, arr))}")
-            return
-        fields = shape(arr) if tabular else None
-        if fields is not None:
-            emit(f"{head}{field_list(fields)}:")
-            p = pad(depth + 1)
-            flat = [n for n, nested in fields if nested is None]
-            flat_or_none = flat if len(flat) == len(fields) else None
-            for obj in arr:
-                emit(p + row(obj, fields, flat_or_none))
-            return
-        emit(head + ":")
-        depth += 1
-        p = pad(depth)
-        for v in arr:
-            t = type(v)
-            if t is dict:
-                if v:
-                    obj_fields(v, depth + 1, p + "- ")
-                else:
-                    emit(p + "-")
-            elif t is list:
-                if v:
-                    array(p + "- ", "", v, depth, False)
-                else:
-                    emit(f"{p}- [0{sym}]:")
-            else:
-                emit(f"{p}- {prim(v)}")
-
-    def obj_fields(obj: dict[str, Any], depth: int, first: str | None) -> None:
-        p = pad(depth)
-        pre = p if first is None else first
-        for k, v in obj.items():
-            ek = keys.get(k) or key(k)
-            t = type(v)
-            if t is str:
-                emit(f"{pre}{ek}: {string(v)}")
-            elif t is dict:
-                fields = shape(list(v.values())) if len(v) >= 2 else None
-                if fields is not None:
-                    keyed(pre, ek, v, fields, depth)
-                else:
-                    emit(f"{pre}{ek}:")
-                    if v:
-                        obj_fields(v, depth + 1, None)
-            elif t is list:
-                if v:
-                    array(pre, ek, v, depth, True)
-                else:
-                    emit(f"{pre}{ek}: []")
-            else:
-                emit(f"{pre}{ek}: {prim(v)}")
-            pre = p
-
-    t = type(root)
-    if t is dict:
-        fields = shape(list(root.values())) if len(root) >= 2 else None
-        if fields is not None:
-            keyed("", "", root, fields, 0)
-        else:
-            obj_fields(root, 0, None)
-    elif t is list:
-        if root:
-            array("", "", root, 0, True)
-        else:
-            emit("[]")
-    elif t is str and root.startswith("\ufeff"):
-        emit(quote(root))  # unquoted, it would read as a byte-order mark
-    else:
-        emit(prim(root))
-    text = "\n".join(lines)
-    if not text.isascii() and _SURROGATE.search(text) is not None:
-        raise ValueError("String contains an unpaired surrogate")
-    return text
-
-
-def _normalize(value: Any, active: set[int]) -> Any:
-    """Map host values onto the JSON data model, like ``toon_format`` does."""
-    t = type(value)
-    if t is str or t is int or t is bool or value is None:
-        return value
-    if t is float:
-        return value if value - value == 0 else None
-    if isinstance(value, str):
-        return str.__str__(value)
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return _normalize(float(value), active)
-    marker = id(value)
-    if marker in active:
-        raise ValueError("Circular reference detected")
-    active.add(marker)
-    try:
-        if isinstance(value, Mapping):
-            result: dict[str, Any] = {}
-            for k, v in value.items():
-                name = _normalize_key(k)
-                if name in result:
-                    raise ValueError(f"Duplicate key after conversion: {name!r}")
-                result[name] = _normalize(v, active)
-            return result
-        if isinstance(value, (list, tuple)):
-            return [_normalize(v, active) for v in value]
-        if isinstance(value, (set, frozenset)):
-            try:
-                members = sorted(value)
-            except TypeError:
-                members = sorted(value, key=repr)
-            return [_normalize(v, active) for v in members]
-        if isinstance(value, (datetime, date, time)):
-            return value.isoformat()
-        if isinstance(value, (UUID, PurePath)):
-            return str(value)
-        if isinstance(value, Enum):
-            return _normalize(value.value, active)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-            return _normalize(fields, active)
-        pydantic = sys.modules.get("pydantic")
-        if pydantic is not None and isinstance(value, pydantic.BaseModel):
-            return _normalize(value.model_dump(mode="json"), active)
-    finally:
-        active.discard(marker)
-    raise TypeError(f"Object of type {type(value).__name__} is not TOON serializable")
-
-
-def _normalize_key(key: Any) -> str:
-    if isinstance(key, str):
-        return str.__str__(key)
-    if key is None or isinstance(key, bool):
-        return "null" if key is None else ("true" if key else "false")
-    if isinstance(key, int):
-        return str(int(key))
-    if isinstance(key, float):
-        if key - key == 0:
-            return _format_float(key)
-        return "NaN" if key != key else ("Infinity" if key > 0 else "-Infinity")
-    raise TypeError(f"Keys must be str, int, float, bool or None, not {type(key).__name__}")
-
-
-def dumps(value: Any, *, indent: int = 2, delimiter: str = ",") -> str:
-    """Encode ``value`` as a TOON document (no trailing newline).
-
-    ``indent`` is the number of spaces per level; ``delimiter`` is ``","``,
-    ``"\\t"`` or ``"|"``. Raises ``TypeError`` for values with no TOON
-    representation and ``ValueError`` for cycles or unpaired surrogates.
-    """
-    if delimiter not in _DELIMITERS:
-        raise ValueError(f"delimiter must be ',', '\\t' or '|', got {delimiter!r}")
-    delimiter = str.__str__(delimiter)
-    _check_indent(indent)
-    try:
-        try:
-            return _encode(value, indent, delimiter)
-        except _Renormalize:
-            return _encode(_normalize(value, set()), indent, delimiter)
-    except RecursionError:
-        raise ValueError("Object is nested too deeply (or circular) to encode") from None
-
-
-# ---------------------------------------------------------------------------
-# Decoder
-# ---------------------------------------------------------------------------
+__all__ = ["loads"]
 
 _scanstring: Any = json.decoder.scanstring  # C accelerated
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
@@ -420,20 +36,22 @@ _IN_QUOTES = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?'
 # Prefix of a line up to the first occurrence of a character outside quotes.
 _UNQUOTED_PREFIX = {
     c: re.compile(f'[^"{re.escape(c)}]*+(?:{_IN_QUOTES}[^"{re.escape(c)}]*+)*+', re.DOTALL)
-    for c in (":", "[", *_DELIMITERS)
+    for c in (":", "[", *DELIMITERS)
 }
 _CELLS = {
     d: re.compile(
         f'([^"{re.escape(d)}]*+(?:{_IN_QUOTES}[^"{re.escape(d)}]*+)*+)({re.escape(d)}?)', re.DOTALL
     )
-    for d in _DELIMITERS
+    for d in DELIMITERS
 }
 _SCALAR = (2,)
+# Parsed headers by line content, for strict and non-strict decoding (bounded).
+_HEADERS: dict[bool, dict[str, Any]] = {True: {}, False: {}}
 
 # A parsed header: key, length, keyed, delimiter, fields, rest, object builder, width,
 # and a regex matching a row of quoted and plain cells.
 _Header = tuple[str | None, int, bool, str, Any, str, Any, int, Any]
-_ROW_CELL = {d: f'("[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+"|[^"{re.escape(d)}]*+)' for d in _DELIMITERS}
+_ROW_CELL = {d: f'("[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+"|[^"{re.escape(d)}]*+)' for d in DELIMITERS}
 
 
 def _find_unquoted(text: str, char: str) -> int:
@@ -587,7 +205,7 @@ class _Decoder:
         self.strict = strict
         self.i = 0
         self.spans = 0  # open array scopes that consumed their first item
-        self.headers: dict[str, _Header] = {}
+        self.headers = _HEADERS[strict]
         self.state = (self.C, self.D, blanks, strict, self.headers, escapes)
 
     # -- errors ---------------------------------------------------------------
@@ -764,6 +382,8 @@ class _Decoder:
         key = self.key(key_text, i) if key_text else None
         header = (key, int(m.group(1)), keyed, delim, fields, rest, build, width, row_re)
         if len(content) < 256:
+            if len(self.headers) >= 1024:
+                self.headers.clear()
             self.headers[content] = header
         return header
 
@@ -812,7 +432,7 @@ class _Decoder:
             if c == "}":
                 return tuple(fields), pos
             if c != delim:
-                if c in _DELIMITERS:
+                if c in DELIMITERS:
                     raise self.error("Field list delimiter does not match the bracket", i)
                 raise self.error("Malformed field list", i)
 
@@ -824,6 +444,8 @@ class _Decoder:
         if self.D[0] > 0:
             raise self.error("Unexpected indentation", 0)
         first = self.C[0]
+        if _FIELD.match(first) is not None:  # "key: value": an object (the common case)
+            return self.object_body(0, {}, -1)
         if first == "[]":
             self.i = 1
             self.end_of_root()
@@ -1176,7 +798,7 @@ def loads(text: str | bytes | bytearray, *, indent: int = 2, strict: bool = True
             raise ToonDecodeError(f"Invalid UTF-8: {exc.reason} at byte {exc.start}") from None
     elif not isinstance(text, str):
         raise TypeError(f"the TOON document must be str or bytes, not {type(text).__name__}")
-    _check_indent(indent)
+    check_indent(indent)
     if text.startswith("\ufeff"):
         text = text[1:]
     escapes = _JSON_ONLY.search(text) is not None
