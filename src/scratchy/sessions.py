@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import os
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from .errors import SessionConflictError, SessionNotFoundError, UsageError
 from .messages import Message
-from .stores.base import SessionInfo, SessionStore, validate_session_id
+from .stores.base import (
+    SearchHit,
+    SessionInfo,
+    SessionStore,
+    TrashedSession,
+    utcnow,
+    validate_session_id,
+)
 
 __all__ = ["SessionManager", "DEFAULT_SESSION_DIR", "SESSION_DIR_ENV", "open_store"]
 
@@ -141,8 +150,92 @@ class SessionManager:
         return [info.as_dict() for info in self.store.list()]
 
     def delete_session(self, session_id: str) -> bool:
-        """Delete ``session_id``; True when it existed. Works on corrupted files too."""
+        """Move ``session_id`` to the trash; True when it existed. Works on corrupted files.
+
+        Nothing is deleted for good here: see ``restore_session`` and ``purge``.
+        """
         return self.store.delete(session_id)
+
+    # -- trash, retention, fork, search ------------------------------------------------------
+
+    def list_trash(self) -> list[TrashedSession]:
+        """Deleted sessions waiting in the trash, most recently deleted first."""
+        return self.store.list_trash()
+
+    def restore_session(self, session_id: str) -> SessionInfo:
+        """Bring back the most recently deleted ``session_id`` from the trash.
+
+        Raises:
+            SessionNotFoundError: it is not in the trash.
+            SessionConflictError: a live session already has that id.
+        """
+        return self.store.restore(session_id)
+
+    def purge(
+        self, session_id: str | None = None, *, older_than: timedelta | None = None
+    ) -> list[TrashedSession]:
+        """Empty the trash for good: one id, entries deleted before ``older_than`` ago, or all."""
+        return self.store.purge(session_id, older_than=older_than)
+
+    def cleanup(
+        self, *, older_than: timedelta | None = None, empty: bool = False, dry_run: bool = True
+    ) -> list[dict[str, Any]]:
+        """Find sessions inactive for longer than ``older_than`` and/or with no messages.
+
+        With ``dry_run=True`` (the default) nothing changes: the sessions that would go are
+        returned. With ``dry_run=False`` they are moved to the trash (see ``restore_session``).
+        Corrupted sessions are never selected.
+        """
+        if older_than is None and not empty:
+            raise UsageError("cleanup() needs older_than=timedelta(...), empty=True, or both")
+        cutoff = utcnow() - older_than if older_than is not None else None
+        chosen = []
+        for info in self.store.list():
+            if info.error is not None:
+                continue
+            if cutoff is not None and info.updated_at > cutoff:
+                continue
+            if empty and info.message_count:
+                continue
+            chosen.append(info.as_dict())
+        if not dry_run:
+            for row in chosen:
+                self.store.delete(row["id"])
+        return chosen
+
+    def fork_session(self, source_id: str, new_id: str, *, at: int | None = None) -> SessionInfo:
+        """Copy ``source_id`` to a new session ``new_id`` (its first ``at`` messages, or all).
+
+        A cut that would separate a tool call from its results moves back to the assistant
+        message that made the calls.
+        """
+        messages = self.load_session(source_id)
+        if messages is None:
+            raise SessionNotFoundError(f"No session '{source_id}' to fork")
+        validate_session_id(new_id)
+        if self.session_exists(new_id):
+            raise SessionConflictError(
+                f"Session '{new_id}' already exists: choose another id for the fork",
+                session_id=new_id,
+                expected=0,
+                actual=-1,
+            )
+        if at is not None:
+            if at < 0:
+                raise UsageError("at must be >= 0 (the number of messages to keep)")
+            while 0 < at < len(messages) and messages[at].get("role") == "tool":
+                at -= 1
+            messages = messages[:at]
+        metadata = {"forked_from": {"id": source_id, "messages": len(messages)}}
+        return self.store.replace(new_id, messages, metadata=metadata)
+
+    def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
+        """Full-text search across all sessions, best match first.
+
+        Each hit has ``session_id``, ``index`` (of the message), ``role``, ``snippet`` (matched
+        words in ``[`` ``]``) and ``score``.
+        """
+        return self.store.search(query, limit=limit)
 
     @staticmethod
     def validate_id(session_id: str) -> str:

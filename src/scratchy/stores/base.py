@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import InvalidSessionIdError
@@ -134,6 +134,32 @@ class StoredSession:
     messages: list[Message]
 
 
+@dataclass(slots=True)
+class TrashedSession:
+    """A deleted session waiting in the trash."""
+
+    id: str
+    deleted_at: datetime
+    message_count: int | None
+    title: str = ""
+    key: str = ""
+    """Store-specific handle of this trash entry (several deletions of one id may coexist)."""
+
+
+@dataclass(slots=True)
+class SearchHit:
+    """One message matching a search."""
+
+    session_id: str
+    index: int
+    """Position of the message in the session."""
+    role: str
+    snippet: str
+    """The text around the match, matched terms wrapped in ``[`` and ``]``."""
+    score: float = 0.0
+    """Higher is better (store-specific scale)."""
+
+
 @runtime_checkable
 class SessionStore(Protocol):
     """A session backend. See the module docstring for the guarantees each method gives."""
@@ -176,9 +202,32 @@ class SessionStore(Protocol):
         ...
 
     def delete(self, session_id: str) -> bool:
-        """Remove the session; False when it did not exist."""
+        """Move the session to the trash; False when it did not exist."""
         ...
 
     def list(self) -> list[SessionInfo]:
         """Every session's header, corrupted ones flagged with ``error``."""
+        ...
+
+    def list_trash(self) -> list[TrashedSession]:
+        """Sessions in the trash, most recently deleted first."""
+        ...
+
+    def restore(self, session_id: str) -> SessionInfo:
+        """Bring back the most recently deleted session ``session_id``.
+
+        Raises ``SessionNotFoundError`` when it is not in the trash and ``SessionConflictError``
+        when a live session already has that id.
+        """
+        ...
+
+    def purge(
+        self, session_id: str | None = None, *, older_than: timedelta | None = None
+    ) -> list[TrashedSession]:
+        """Delete from the trash for good: one id's entries, entries deleted longer ago than
+        ``older_than``, or everything when both are None. Returns what was removed."""
+        ...
+
+    def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
+        """Full-text search over every live session's messages, best match first."""
         ...

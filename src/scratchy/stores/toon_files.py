@@ -42,18 +42,25 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
 from .. import toon
-from ..errors import SessionConflictError, SessionCorruptedError, SessionError
+from ..errors import (
+    SessionConflictError,
+    SessionCorruptedError,
+    SessionError,
+    SessionNotFoundError,
+)
 from ..messages import ROLES, Message, validate_messages
 from .base import (
+    SearchHit,
     SessionInfo,
     StoredSession,
+    TrashedSession,
     local_iso,
     make_title,
     parse_time,
@@ -63,7 +70,9 @@ from .base import (
 
 FORMAT = "scratchy-session/1"
 SUFFIX = "_chat.toon"
-CATALOG = ".catalog.json"
+CATALOG = "catalog.json"
+INDEX_DIR = ".index"
+TRASH_DIR = ".trash"
 LOCK_TIMEOUT = 30.0
 _MESSAGES_LINE = re.compile(r"^messages\[(\d+)\]:[ \t]*$", re.M)
 _counter = itertools.count()
@@ -117,6 +126,7 @@ class TOONFileStore:
         self._catalog: dict[str, list[Any]] | None = None
         self._catalog_key: tuple[int, int, int] | None = None
         self._mutex = threading.RLock()
+        self._search: Any = None
 
     # -- paths and locks ---------------------------------------------------------------------
 
@@ -394,26 +404,99 @@ class TOONFileStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(self.directory)
         return key
 
     def delete(self, session_id: str) -> bool:
-        """Remove the session file; False when it did not exist."""
+        """Move the session file to ``<dir>/.trash/``; False when it did not exist."""
         path = self.path(session_id)
         if not self.directory.is_dir():
             return False
         with self._locked(session_id):
             self._cache.pop(session_id, None)
             self._seen.pop(session_id, None)
+            trash = self.directory / TRASH_DIR
+            trash.mkdir(mode=0o700, exist_ok=True)
             try:
-                path.unlink()
+                os.replace(path, trash / f"{time.time_ns()}__{path.name}")
             except FileNotFoundError:
                 return False
+            _fsync_dir(self.directory)
             return True
+
+    def _trash_entries(self) -> list[tuple[TrashedSession, Path]]:
+        try:
+            entries = list(os.scandir(self.directory / TRASH_DIR))
+        except FileNotFoundError:
+            return []
+        out = []
+        for entry in entries:
+            stamp, sep, name = entry.name.partition("__")
+            if not sep or not stamp.isdigit() or not name.endswith(SUFFIX):
+                continue
+            session_id = name[: -len(SUFFIX)]
+            path = Path(entry.path)
+            try:
+                info = self._read_header(session_id, path)
+                count, title = info.message_count, info.title
+            except (SessionError, OSError):
+                count, title = None, ""
+            deleted = datetime.fromtimestamp(int(stamp) / 1e9, UTC)
+            out.append((TrashedSession(session_id, deleted, count, title, entry.name), path))
+        out.sort(key=lambda e: e[0].deleted_at, reverse=True)
+        return out
+
+    def list_trash(self) -> list[TrashedSession]:
+        """Deleted sessions, most recently deleted first."""
+        return [t for t, _ in self._trash_entries()]
+
+    def restore(self, session_id: str) -> SessionInfo:
+        """Move the most recently deleted ``session_id`` back out of the trash."""
+        path = self.path(session_id)
+        with self._locked(session_id):
+            found = [p for t, p in self._trash_entries() if t.id == session_id]
+            if not found:
+                raise SessionNotFoundError(
+                    f"Session '{session_id}' is not in the trash (see list_trash())"
+                )
+            if path.exists():
+                raise SessionConflictError(
+                    f"Cannot restore '{session_id}': a session with that id exists; delete or "
+                    "rename it first",
+                    session_id=session_id,
+                    expected=0,
+                    actual=-1,
+                )
+            os.replace(found[0], path)
+            _fsync_dir(self.directory)
+            cached = self._current(session_id, path)
+        assert cached is not None
+        return cached.info
+
+    def purge(
+        self, session_id: str | None = None, *, older_than: timedelta | None = None
+    ) -> list[TrashedSession]:
+        """Delete trashed sessions for good (one id's, older ones, or all); returns them."""
+        if session_id is not None:
+            validate_session_id(session_id)
+        cutoff = utcnow() - older_than if older_than is not None else None
+        removed = []
+        for trashed, path in self._trash_entries():
+            if session_id is not None and trashed.id != session_id:
+                continue
+            if cutoff is not None and trashed.deleted_at > cutoff:
+                continue
+            path.unlink(missing_ok=True)
+            removed.append(trashed)
+        return removed
+
+    def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
+        """Full-text search (SQLite FTS5 index kept in ``<dir>/.index/``, rebuilt when stale)."""
+        from .file_search import FileSearchIndex
+
+        if self._search is None:
+            self._search = FileSearchIndex(self)
+        return self._search.search(query, limit=limit)
 
     # -- listing -----------------------------------------------------------------------------
 
@@ -498,7 +581,7 @@ class TOONFileStore:
         return out
 
     def _load_catalog(self) -> dict[str, list[Any]]:
-        path = self.directory / CATALOG
+        path = self.directory / INDEX_DIR / CATALOG
         try:
             key = _stat_key(os.stat(path))
         except FileNotFoundError:
@@ -515,8 +598,10 @@ class TOONFileStore:
         return rows
 
     def _save_catalog(self, rows: dict[str, list[Any]]) -> None:
-        path = self.directory / CATALOG
-        tmp = self.directory / f".{CATALOG}.{os.getpid()}.{next(_counter)}.tmp"
+        index_dir = self.directory / INDEX_DIR
+        index_dir.mkdir(mode=0o700, exist_ok=True)
+        path = index_dir / CATALOG
+        tmp = index_dir / f".{CATALOG}.{os.getpid()}.{next(_counter)}.tmp"
         try:
             tmp.write_text(
                 json.dumps({"format": FORMAT, "tz": _tz_stamp(), "sessions": rows}),
@@ -527,6 +612,14 @@ class TOONFileStore:
             self._catalog, self._catalog_key = rows, _stat_key(os.stat(path))
         except OSError:
             tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _row(info: SessionInfo, key: list[int]) -> list[Any]:

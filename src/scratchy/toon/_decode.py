@@ -207,6 +207,9 @@ class _Decoder:
         self.spans = 0  # open array scopes that consumed their first item
         self.headers = _HEADERS[strict]
         self.state = (self.C, self.D, blanks, strict, self.headers, escapes)
+        # (key, value) of short "key: value" lines already decoded (values are immutable).
+        self.seen_fields: dict[str, tuple[str, Any]] = {}
+        self.seen_items: dict[str, tuple[str, Any]] = {}
 
     # -- errors ---------------------------------------------------------------
 
@@ -467,22 +470,46 @@ class _Decoder:
     def object_body(self, depth: int, obj: dict[str, Any], parent: int) -> dict[str, Any]:
         """Parse the fields at ``depth`` of an object opened at ``parent`` into ``obj``."""
         C, D, blanks, strict, headers, escapes = self.state
+        seen = self.seen_fields
         match = _FIELD.match
-        literal = _LITERALS.get
         i = self.i
         while True:
             d = D[i]
-            if d <= parent:
-                break
             if d != depth:
+                if d <= parent:
+                    break
                 raise self.error("Unexpected indentation", i)
             if blanks and self.spans and i in blanks:
                 raise self.blank_error(i)
             line = i
             content = C[i]
             i += 1
-            m = match(content)
-            if m is None:
+            known = seen.get(content)
+            if known is not None:
+                key, value = known
+            elif (m := match(content)) is not None:
+                key, rest = m.groups()
+                if not rest:
+                    self.i = i
+                    value = self.field_value(rest, line, depth)
+                    i = self.i
+                else:
+                    if rest[0] not in _NOT_PLAIN:
+                        value = _LITERALS.get(rest, rest)
+                    elif rest[0] == '"':
+                        try:
+                            value, end = _scanstring(rest, 1, False)
+                        except ValueError:
+                            end = -1
+                        if end != len(rest) or escapes:
+                            value = self.quoted(rest, line)
+                    elif rest == "[]":
+                        value = []
+                    else:
+                        value = self.prim(rest, line)
+                    if len(content) <= 64 and rest != "[]":
+                        seen[content] = (key, value)
+            else:
                 self.i = i
                 header = headers.get(content)
                 if header is not None and header[0] is not None:
@@ -496,23 +523,6 @@ class _Decoder:
                 else:
                     key, value = self.general_field(content, line, depth)
                 i = self.i
-            else:
-                key, rest = m.groups()
-                if not rest:
-                    self.i = i
-                    value = self.field_value(rest, line, depth)
-                    i = self.i
-                elif rest[0] not in _NOT_PLAIN:
-                    value = literal(rest, rest)
-                elif rest[0] == '"':
-                    try:
-                        value, end = _scanstring(rest, 1, False)
-                    except ValueError:
-                        end = -1
-                    if end != len(rest) or escapes:
-                        value = self.quoted(rest, line)
-                else:
-                    value = [] if rest == "[]" else self.prim(rest, line)
             if strict and key in obj:
                 raise self.error(f"Duplicate key {key!r}", line)
             obj[key] = value
@@ -569,9 +579,10 @@ class _Decoder:
         with the loop of :meth:`object_body` inlined, which saves a call per item.
         """
         C, D, blanks, strict, headers, escapes = self.state
+        seen_items = self.seen_items
+        seen = self.seen_fields
         item_match = _ITEM_FIELD.match
         match = _FIELD.match
-        literal = _LITERALS.get
         inner = depth + 1
         out: list[Any] = []
         append = out.append
@@ -579,65 +590,93 @@ class _Decoder:
         i = self.i
         while True:
             d = D[i]
-            if d <= parent:
-                break
             if d != depth:
+                if d <= parent:
+                    break
                 raise self.error("Unexpected indentation", i)
+            line = i
             content = C[i]
-            if content[:2] != "- " and content != "-":
-                break
+            known = seen_items.get(content)
+            if known is None:
+                if content[:2] != "- " and content != "-":
+                    break
+                m = item_match(content)
             if blanks:
                 if self.spans and i in blanks:
                     raise self.blank_error(i)
                 if not started:
                     self.spans += 1
                     started = True
-            line = i
             i += 1
-            m = item_match(content)
-            if m is None:
-                self.i = i
-                append(self.item(content, line, depth))
-                i = self.i
-                continue
-            # An object whose first field sits on the hyphen line: one pass of this
-            # loop per "key: value" line with a plain key; other lines are handled
-            # in the inner loop.
-            obj: dict[str, Any] = {}
-            while True:
+            if known is None:
+                if m is None:
+                    self.i = i
+                    append(self.item(content, line, depth))
+                    i = self.i
+                    continue
+                # An object whose first field sits on the hyphen line.
                 key, rest = m.groups()
                 if not rest:
                     self.i = i
                     value = self.field_value(rest, line, inner)
                     i = self.i
-                elif rest[0] not in _NOT_PLAIN:
-                    value = literal(rest, rest)
-                elif rest[0] == '"':
-                    try:
-                        value, end = _scanstring(rest, 1, False)
-                    except ValueError:
-                        end = -1
-                    if end != len(rest) or escapes:
-                        value = self.quoted(rest, line)
                 else:
-                    value = [] if rest == "[]" else self.prim(rest, line)
-                if strict and key in obj:
-                    raise self.error(f"Duplicate key {key!r}", line)
-                obj[key] = value
-                while True:
-                    d = D[i]
+                    if rest[0] not in _NOT_PLAIN:
+                        value = _LITERALS.get(rest, rest)
+                    elif rest[0] == '"':
+                        try:
+                            value, end = _scanstring(rest, 1, False)
+                        except ValueError:
+                            end = -1
+                        if end != len(rest) or escapes:
+                            value = self.quoted(rest, line)
+                    elif rest == "[]":
+                        value = []
+                    else:
+                        value = self.prim(rest, line)
+                    if len(content) <= 64 and rest != "[]":
+                        seen_items[content] = (key, value)
+            else:
+                key, value = known
+            obj = {key: value}
+            # The other fields: the loop of object_body(inner, obj, depth).
+            while True:
+                d = D[i]
+                if d != inner:
                     if d <= depth:
                         break
-                    if d != inner:
-                        raise self.error("Unexpected indentation", i)
-                    if blanks and self.spans and i in blanks:
-                        raise self.blank_error(i)
-                    line = i
-                    content = C[i]
-                    i += 1
-                    m = match(content)
-                    if m is not None:
-                        break
+                    raise self.error("Unexpected indentation", i)
+                if blanks and self.spans and i in blanks:
+                    raise self.blank_error(i)
+                line = i
+                content = C[i]
+                i += 1
+                known = seen.get(content)
+                if known is not None:
+                    key, value = known
+                elif (m := match(content)) is not None:
+                    key, rest = m.groups()
+                    if not rest:
+                        self.i = i
+                        value = self.field_value(rest, line, inner)
+                        i = self.i
+                    else:
+                        if rest[0] not in _NOT_PLAIN:
+                            value = _LITERALS.get(rest, rest)
+                        elif rest[0] == '"':
+                            try:
+                                value, end = _scanstring(rest, 1, False)
+                            except ValueError:
+                                end = -1
+                            if end != len(rest) or escapes:
+                                value = self.quoted(rest, line)
+                        elif rest == "[]":
+                            value = []
+                        else:
+                            value = self.prim(rest, line)
+                        if len(content) <= 64 and rest != "[]":
+                            seen[content] = (key, value)
+                else:
                     self.i = i
                     found = headers.get(content)
                     if found is not None and found[0] is not None:
@@ -651,11 +690,9 @@ class _Decoder:
                     else:
                         key, value = self.general_field(content, line, inner)
                     i = self.i
-                    if strict and key in obj:
-                        raise self.error(f"Duplicate key {key!r}", line)
-                    obj[key] = value
-                if d <= depth:
-                    break
+                if strict and key in obj:
+                    raise self.error(f"Duplicate key {key!r}", line)
+                obj[key] = value
             append(obj)
         self.i = i
         self.spans -= started

@@ -1,0 +1,164 @@
+"""Full-text search for the TOON file store: an SQLite FTS5 index beside the session files.
+
+The index (``<dir>/.index/search.sqlite``) is derived data, never the source of truth. Before a
+query it is brought up to date: when the session directory's modification time is unchanged
+since the last sync (every write of a session renames a file into the directory, which changes
+it) nothing is read; otherwise each session whose version differs from the indexed one is
+re-read, and removed sessions are dropped. A missing or damaged index is rebuilt.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import SessionError
+from ..messages import text_of
+from .base import SearchHit
+
+if TYPE_CHECKING:
+    from .toon_files import TOONFileStore
+
+SCHEMA_VERSION = 1
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str) -> str:
+    """Turn free text into an FTS5 query: every word must appear (prefix match on the last)."""
+    words = _TOKEN.findall(text)
+    if not words:
+        return ""
+    quoted = [f'"{w}"' for w in words]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def message_text(message: dict) -> str:
+    """The searchable text of a message: its content and its tool calls."""
+    parts = [text_of(message)]
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        parts.append(f"{fn.get('name', '')} {fn.get('arguments', '')}")
+    return "\n".join(p for p in parts if p)
+
+
+class FileSearchIndex:
+    """The FTS5 index of one session directory."""
+
+    def __init__(self, store: TOONFileStore) -> None:
+        self.store = store
+        self.path = store.directory / ".index" / "search.sqlite"
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is not None:
+            return self._db
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            db = self._open()
+        except sqlite3.DatabaseError:  # damaged: it is only an index, rebuild it
+            for suffix in ("", "-wal", "-shm"):
+                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+            db = self._open()
+        self._db = db
+        return db
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=OFF")  # derived data: rebuilt if lost
+        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            db.executescript(
+                """
+                DROP TABLE IF EXISTS docs;
+                DROP TABLE IF EXISTS meta;
+                DROP TABLE IF EXISTS msgs;
+                CREATE TABLE docs (session_id TEXT PRIMARY KEY, version TEXT NOT NULL);
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+                CREATE VIRTUAL TABLE msgs USING fts5(
+                    content, session_id UNINDEXED, idx UNINDEXED, role UNINDEXED,
+                    tokenize = 'unicode61 remove_diacritics 2'
+                );
+                """
+            )
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.commit()
+        return db
+
+    def sync(self) -> int:
+        """Bring the index up to date; returns how many sessions were (re)indexed."""
+        with self._lock:
+            db = self._connect()
+            try:
+                mtime = str(os.stat(self.store.directory).st_mtime_ns)
+            except FileNotFoundError:
+                return 0
+            row = db.execute("SELECT value FROM meta WHERE key='dir_mtime'").fetchone()
+            if row is not None and row[0] == mtime:
+                return 0
+            indexed = dict(db.execute("SELECT session_id, version FROM docs"))
+            live = {i.id: i.version for i in self.store.list() if i.error is None}
+            changed = [sid for sid, version in live.items() if indexed.get(sid) != version]
+            gone = [sid for sid in indexed if sid not in live]
+            for sid in gone:
+                db.execute("DELETE FROM msgs WHERE session_id=?", (sid,))
+                db.execute("DELETE FROM docs WHERE session_id=?", (sid,))
+            count = 0
+            for sid in changed:
+                try:
+                    stored = self.store.load(sid)
+                except SessionError:
+                    continue
+                db.execute("DELETE FROM msgs WHERE session_id=?", (sid,))
+                db.execute("DELETE FROM docs WHERE session_id=?", (sid,))
+                if stored is None:
+                    continue
+                db.executemany(
+                    "INSERT INTO msgs (content, session_id, idx, role) VALUES (?, ?, ?, ?)",
+                    (
+                        (message_text(m), sid, i, m.get("role", ""))
+                        for i, m in enumerate(stored.messages)
+                    ),
+                )
+                db.execute("INSERT INTO docs VALUES (?, ?)", (sid, stored.info.version))
+                count += 1
+            # Trust an unchanged directory time next time only when it is not within the
+            # file system's timestamp granularity of now (two writes in one tick look alike).
+            settled = time.time_ns() - int(mtime) > 100_000_000
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('dir_mtime', ?)", (mtime if settled else "",)
+            )
+            db.commit()
+            return count
+
+    def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
+        """Messages matching every word of ``query``, best first (BM25)."""
+        match = fts_query(query)
+        if not match or limit <= 0:
+            return []
+        self.sync()
+        with self._lock:
+            rows = (
+                self._connect()
+                .execute(
+                    "SELECT session_id, idx, role, snippet(msgs, 0, '[', ']', '…', 12), bm25(msgs)"
+                    " FROM msgs WHERE msgs MATCH ? ORDER BY bm25(msgs) LIMIT ?",
+                    (match, limit),
+                )
+                .fetchall()
+            )
+        return [
+            SearchHit(sid, int(idx), role, snip, -score) for sid, idx, role, snip, score in rows
+        ]
+
+    def close(self) -> None:
+        """Close the index database."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
