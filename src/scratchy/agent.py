@@ -124,6 +124,13 @@ class Session:
             and self._messages[self._synced - 1] is self._synced_last
         )
 
+    def trim(self, keep_last: int = 50) -> None:
+        """Keep the system message and about the last ``keep_last`` messages, never
+        separating a tool call from its results (saved on the next turn or ``agent.save``)."""
+        from .history import trim
+
+        self.messages = trim(self._messages, keep_last)
+
     def clear(self, keep_system: bool = True) -> None:
         """Forget the conversation, keeping the system message unless ``keep_system=False``."""
         kept = [m for m in self._messages[:1] if keep_system and m.get("role") == "system"]
@@ -165,6 +172,9 @@ class Agent:
         session_manager: Where sessions are saved; default ``SessionManager()``. Pass
             ``autosave=False`` to keep sessions in memory only.
         max_iterations: Model calls allowed per turn before ``MaxTurnsExceeded``.
+        context_window: Tokens the model accepts (default: the provider's ``context_window``
+            when it has one). When a session's estimated size passes ``compact_at`` of it,
+            older turns are summarised by the model first (see :meth:`compact`).
         tool_approval: For tools that change files or run code: ``"ask"`` calls
             ``on_tool_approval(name, args)`` (refused when there is none), ``"allow"``, ``"deny"``.
         on_token, on_tool_start, on_tool_end, on_tool_approval, on_final_message: Callbacks
@@ -185,6 +195,8 @@ class Agent:
         autosave: bool = True,
         max_iterations: int = 10,
         tool_approval: Approval = "ask",
+        context_window: int | None = None,
+        compact_at: float = 0.8,
         workspace: str | None = None,
         on_token: Callable[[str], Any] | None = None,
         on_tool_start: Callable[[str, dict[str, Any]], Any] | None = None,
@@ -213,6 +225,8 @@ class Agent:
             else (SessionManager() if autosave else None)
         )
         self.max_iterations = max_iterations
+        self.context_window = context_window
+        self.compact_at = compact_at
         self.tool_approval: Approval = tool_approval
         self.workspace = workspace
         self.callbacks = _Callbacks(
@@ -340,6 +354,46 @@ class Agent:
                 session._reload(stored.messages)
                 session._mark_synced(stored.info.version)
 
+    async def compact(self, session_id: str = "default", *, keep_last: int = 10) -> int:
+        """Summarise older turns with the model to free context; returns messages folded.
+
+        The originals stay in the session, inside the summary message (``"compacted"``), so
+        :func:`scratchy.history.uncompact` restores them and exports can include them.
+        """
+        from .history import compact, compaction_split, transcript
+        from .providers.base import complete
+
+        session = self.get_session(session_id)
+        start, end = compaction_split(session.messages, keep_last)
+        if end - start < 2:
+            return 0
+        prompt = [
+            msgs.system(
+                "Summarise the conversation below for your own later use: keep facts, "
+                "decisions, names, file paths, open questions and the user's preferences. "
+                "Be concise; write plain sentences."
+            ),
+            msgs.user(transcript(session.messages[start:end])),
+        ]
+        response = await complete(self.provider, prompt)
+        self._account(session, response)
+        session.messages = compact(session.messages, msgs.text_of(response.message), start, end)
+        self.save(session)
+        return end - start
+
+    def _context_window(self) -> int | None:
+        if self.context_window is not None:
+            return self.context_window
+        window = getattr(self._provider, "context_window", None)
+        return window if isinstance(window, int) else None
+
+    async def _maybe_compact(self, session: Session) -> None:
+        from .history import estimate_tokens
+
+        window = self._context_window()
+        if window and estimate_tokens(session.messages) > self.compact_at * window:
+            await self.compact(session.session_id, keep_last=min(10, len(session.messages) // 2))
+
     # -- the loop ----------------------------------------------------------------------------
 
     async def chat(self, text: str, session_id: str = "default") -> str:
@@ -354,6 +408,7 @@ class Agent:
         """Run one turn, yielding text deltas, tool calls, tool results and the final reply."""
         session = self.get_session(session_id)
         self.refresh(session)
+        await self._maybe_compact(session)
         session.messages.append(msgs.user(text))
         try:
             tools = await self._tools()

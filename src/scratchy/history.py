@@ -10,8 +10,9 @@ long history without ever separating a tool call from its results.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from .messages import Message, tool_result
+from .messages import Message, text_of, tool_result
 
 CANCELLED = "Error: this tool call was cancelled or its result was lost"
 
@@ -119,3 +120,64 @@ def trim(messages: list[Message], keep_last: int = 50) -> list[Message]:
     while 0 < start < len(body) and body[start].get("role") == "tool":
         start -= 1
     return head + repair(body[start:])
+
+
+SUMMARY_PREFIX = "Summary of the earlier conversation:\n"
+
+
+def estimate_tokens(messages: list[Message]) -> int:
+    """A rough, offline token count (about 4 characters a token, plus a little per message)."""
+    total = 0
+    for msg in messages:
+        total += 4 + len(text_of(msg)) // 4
+        for call in msg.get("tool_calls") or []:
+            fn = call.get("function") or {}
+            total += 8 + (len(fn.get("name", "")) + len(fn.get("arguments", ""))) // 4
+    return total
+
+
+def compaction_split(messages: list[Message], keep_last: int) -> tuple[int, int]:
+    """``(start, end)`` of the span to summarise: after the system message, up to a turn
+    boundary (a user message) that leaves at least ``keep_last`` messages as they are."""
+    start = 1 if messages and messages[0].get("role") == "system" else 0
+    end = max(start, len(messages) - keep_last)
+    while start < end < len(messages) and messages[end].get("role") != "user":
+        end -= 1
+    return start, end
+
+
+def compact(messages: list[Message], summary: str, start: int, end: int) -> list[Message]:
+    """Replace ``messages[start:end]`` by one summary message that keeps the originals under
+    ``"compacted"`` (providers never see that key; :func:`uncompact` brings them back)."""
+    if end <= start:
+        return list(messages)
+    note: dict[str, Any] = {
+        "role": "user",
+        "content": SUMMARY_PREFIX + summary.strip(),
+        "compacted": messages[start:end],
+    }
+    return [*messages[:start], note, *messages[end:]]  # type: ignore[list-item]
+
+
+def uncompact(messages: list[Message]) -> list[Message]:
+    """The history with every summary replaced by the messages it stands for (recursively)."""
+    out: list[Message] = []
+    for msg in messages:
+        inner = msg.get("compacted")
+        if isinstance(inner, list):
+            out.extend(uncompact(inner))
+        else:
+            out.append(msg)
+    return out
+
+
+def transcript(messages: list[Message]) -> str:
+    """Plain text of a span of messages, for the model to summarise."""
+    lines = []
+    for msg in messages:
+        text = text_of(msg)
+        for call in msg.get("tool_calls") or []:
+            fn = call.get("function") or {}
+            text += f"\n[called {fn.get('name')}({fn.get('arguments', '')})]"
+        lines.append(f"{msg.get('role')}: {text}")
+    return "\n".join(lines)

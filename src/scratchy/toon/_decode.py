@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from itertools import repeat
-from operator import itemgetter, sub
+from operator import itemgetter
 from typing import Any
 
 from ._common import DELIMITERS, ToonDecodeError, check_indent
@@ -45,6 +45,7 @@ _CELLS = {
     for d in DELIMITERS
 }
 _SCALAR = (2,)
+_LINE_BREAK = re.compile("\n( *)")
 # Parsed headers by line content, for strict and non-strict decoding (bounded).
 _HEADERS: dict[bool, dict[str, Any]] = {True: {}, False: {}}
 
@@ -122,26 +123,37 @@ def _leaves(fields: tuple[Any, ...]) -> Iterator[str]:
 def _prepare(
     text: str, indent: int, strict: bool
 ) -> tuple[list[str], list[int], list[int] | None, dict[int, int]]:
-    """Split into (contents, depths, line numbers or None, blank-line map)."""
+    """Split into (contents, depths, line numbers or None, blank-line map).
+
+    The fast path splits once on newline-plus-indentation, so each line's content and
+    indentation come out of one C call. Documents with CR, tabs before content,
+    comments, blank lines or (strict) uneven indentation take the slow path.
+    """
+    if "\r" not in text:
+        parts = _LINE_BREAK.split(text)
+        body = parts[0::2]
+        pads = parts[1::2]
+        if body[-1] == "" and pads and pads[-1] == "":  # a final newline
+            body.pop()
+            pads.pop()
+        first = body[0]
+        body[0] = first.lstrip(" ")
+        pads.insert(0, first[: len(first) - len(body[0])])
+        if "" not in body:
+            firsts = "".join(map(itemgetter(0), body))
+            if "#" not in firsts and "\t" not in firsts:  # no comment or tab-indented line
+                if " " in "".join(map(itemgetter(-1), body)):
+                    body = list(map(str.rstrip, body, repeat(" ")))
+                levels = {}
+                for pad in set(pads):
+                    if strict and len(pad) % indent:
+                        break
+                    levels[pad] = len(pad) // indent
+                else:
+                    return body, list(map(levels.__getitem__, pads)), None, {}
     raw = text.split("\n")
     if raw[-1] == "":
         raw.pop()
-    if "\r" not in text:
-        body = list(map(str.lstrip, raw, repeat(" ")))
-        if body and "" not in body:
-            firsts = "".join(map(itemgetter(0), body))
-            if "#" not in firsts and "\t" not in firsts:  # no comment or tab-indented line
-                spaces = list(map(sub, map(len, raw), map(len, body)))
-                if " " in "".join(map(itemgetter(-1), body)):
-                    body = list(map(str.rstrip, body, repeat(" ")))
-                levels = {s: s // indent for s in set(spaces)}
-                if strict and any(s % indent for s in levels):
-                    for number, s in enumerate(spaces, 1):
-                        if s % indent:
-                            raise ToonDecodeError(
-                                f"Indentation of {s} spaces is not a multiple of {indent}", number
-                            )
-                return body, list(map(levels.__getitem__, spaces)), None, {}
     return _prepare_slow(raw, indent, strict)
 
 
@@ -484,7 +496,7 @@ class _Decoder:
             line = i
             content = C[i]
             i += 1
-            known = seen.get(content)
+            known = seen.get(content) if len(content) <= 64 else None
             if known is not None:
                 key, value = known
             elif (m := match(content)) is not None:
@@ -596,7 +608,7 @@ class _Decoder:
                 raise self.error("Unexpected indentation", i)
             line = i
             content = C[i]
-            known = seen_items.get(content)
+            known = seen_items.get(content) if len(content) <= 64 else None
             if known is None:
                 if content[:2] != "- " and content != "-":
                     break
@@ -651,7 +663,7 @@ class _Decoder:
                 line = i
                 content = C[i]
                 i += 1
-                known = seen.get(content)
+                known = seen.get(content) if len(content) <= 64 else None
                 if known is not None:
                     key, value = known
                 elif (m := match(content)) is not None:
