@@ -48,7 +48,8 @@ def test_sessions_list_show_export_import_rm(tmp_path: Path) -> None:
     again = run("sessions", "import", "out.json", "--id", "copy2")
     assert again.exit_code == 1 and "already exists" in again.output
     assert run("sessions", "rm", "copy", "copy2").output == (
-        "Deleted session 'copy'\nDeleted session 'copy2'\n"
+        "Moved session 'copy' to the trash (undo: scratchy sessions restore copy)\n"
+        "Moved session 'copy2' to the trash (undo: scratchy sessions restore copy2)\n"
     )
     missing = run("sessions", "rm", "copy")
     assert missing.exit_code == 1
@@ -116,3 +117,51 @@ def test_help_lists_commands(tmp_path: Path) -> None:
     out = run("sessions", "--help").output
     for name in ("list", "show", "export", "import", "rm"):
         assert name in out
+
+
+def test_search_trash_restore_purge_cleanup(tmp_path: Path) -> None:
+    sm = SessionManager()
+    sm.save_session("sorting", MESSAGES)
+    sm.create_session("empty")
+    assert run("sessions", "search", "sorted").output == (
+        "sorting  #2 assistant: Use [sorted]().\n"
+    )
+    assert run("sessions", "search", "nothing-like-this").exit_code == 1
+    dry = run("sessions", "cleanup", "--empty")
+    assert "Would move to the trash: empty (0 messages" in dry.output
+    assert sm.session_exists("empty")
+    assert run("sessions", "cleanup").exit_code == 2
+    assert "Moved to the trash: empty" in run("sessions", "cleanup", "--empty", "--yes").output
+    assert not sm.session_exists("empty")
+    assert run("sessions", "trash").output.startswith("empty  deleted ")
+    assert run("sessions", "restore", "empty").output == "Restored 'empty' (0 messages)\n"
+    assert run("sessions", "restore", "empty").exit_code == 1
+    run("sessions", "rm", "empty")
+    assert "1 sessions would be deleted" in run("sessions", "purge").output
+    assert run("sessions", "purge", "--older-than", "7d", "--yes").output == (
+        "Purged 0 sessions from the trash.\n"
+    )
+    assert run("sessions", "purge", "--yes").output == "Purged 1 sessions from the trash.\n"
+    assert run("sessions", "trash").output == "The trash is empty.\n"
+    assert run("sessions", "purge", "--older-than", "soon").exit_code == 2
+
+
+def test_export_redacts_secrets(tmp_path: Path) -> None:
+    secret_chat = [
+        {
+            "role": "user",
+            "content": "my key is sk-proj-abcdefghijklmnopqrstuvwx and\n"
+            "OPENAI_API_KEY=sk-12345678901234567890\n"
+            "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.abc.def\n"
+            "db: postgresql://bob:hunter2@db.local/app\n"
+            "password = 'p@ss w0rd'",
+        },
+    ]
+    SessionManager().save_session("secret", secret_chat)
+    out = run("sessions", "export", "secret", "--redact").output
+    for leaked in ("abcdefghijklmnop", "1234567890123", "eyJhbGci", "hunter2", "p@ss"):
+        assert leaked not in out
+    assert out.count("[REDACTED]") == 5
+    assert "postgresql://bob:[REDACTED]@db.local/app" in out
+    plain = run("sessions", "export", "secret").output
+    assert "hunter2" in plain

@@ -166,7 +166,7 @@ def test_slash_commands_and_bad_arguments(cwd: Path) -> None:
         t.send("/delete beta") == "That is the current session: switch with /resume or /new first"
     )
     t.send("/resume alpha")
-    assert t.send("/delete beta") == "🗑 Deleted session 'beta'"
+    assert t.send("/delete beta") == "🗑 Moved session 'beta' to the trash"
     assert t.send("/delete beta") == "No session 'beta'."
     assert t.send("/clear") == "🧹 Cleared session 'alpha' (kept the system message)"
     assert "Messages: 1" in t.send("/status")
@@ -293,3 +293,26 @@ def test_bad_session_id_on_the_command_line(cwd: Path) -> None:
     assert child.exitstatus == 1
     assert "Invalid session id '../x'" in child.before
     assert not (cwd.parent / "x_chat.toon").exists()
+
+
+def test_fork_search_compact_and_multiline(cwd: Path) -> None:
+    t = Term(cwd, "-s", "main")
+    t.wait_prompt("main")
+    t.send("tell me about factorials")
+    time.sleep(0.05)
+    t.child.send("line one\x1b\r")  # Esc+Enter: a new line, not sent yet
+    time.sleep(0.05)
+    t.child.send("line two\r")
+    out = t.wait_prompt("main")
+    assert "You said: line one\nline two" in out
+    assert t.send("/fork side", "side") == "🍴 Forked 'main' into 'side' (5 messages)"
+    t.send("only on the side", "side")
+    hits = t.send("/search factorials", "side")
+    assert "main #1 (user): tell me about [factorials]" in hits
+    assert "side #1 (user): tell me about [factorials]" in hits
+    assert t.send("/search zzzz", "side") == "No matches."
+    assert t.send("/search") == "Usage: /search <words>"
+    assert t.send("/compact", "side") == "Nothing to compact yet."
+    t.close()
+    sm = SessionManager(cwd / "scratchy" / "session_history")
+    assert len(sm.load_session("main")) == 5 and len(sm.load_session("side")) == 7

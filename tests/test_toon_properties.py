@@ -19,9 +19,7 @@ from hypothesis import strategies as st
 
 from scratchy.toon import ToonDecodeError, dumps, loads
 
-SETTINGS = settings(
-    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 TRICKY = [
     "", "true", "false", "null", "42", "-1.5e3", "05", "+1", ".5", "1e5", "-", "- x", "-x",
@@ -130,7 +128,9 @@ def same(actual: Any, expected: Any) -> bool:
     if isinstance(expected, list):
         return len(actual) == len(expected) and all(map(same, actual, expected))
     if isinstance(expected, dict):
-        return actual.keys() == expected.keys() and all(same(actual[k], expected[k]) for k in actual)
+        return actual.keys() == expected.keys() and all(
+            same(actual[k], expected[k]) for k in actual
+        )
     return bool(actual == expected)
 
 
@@ -197,7 +197,9 @@ def test_session_shapes() -> None:
         "  - role: user\n    content[1]{type,text}:\n      text,look"
     )
     assert loads(dumps(session)) == session
-    uniform = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    uniform = {
+        "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    }
     assert dumps(uniform) == "messages[2]{role,content}:\n  user,a\n  assistant,b"
     assert dumps({"messages": [{"role": "user", "content": "hi"}]}) == (
         "messages[1]{role,content}:\n  user,hi"

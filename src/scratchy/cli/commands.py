@@ -212,19 +212,22 @@ async def _delete(repl: Repl, args: list[str]) -> None:
         return
     repl.agent.sessions.pop(session_id, None)
     if repl.sm.delete_session(session_id):
-        repl.say(f"🗑 Deleted session '{session_id}'")
+        repl.say(f"🗑 Moved session '{session_id}' to the trash")
     else:
         repl.error(f"No session '{session_id}'.{_closest_session(repl, session_id)}")
 
 
-@command("export", "/export [path] [--format md|json|toon]", "Export the current session")
+@command("export", "/export [path] [--format md|json|toon] [--redact]", "Export this session")
 async def _export(repl: Repl, args: list[str]) -> None:
     fmt: str | None = None
     paths: list[str] = []
+    redact = False
     it = iter(args)
     for a in it:
         if a == "--format" or a.startswith("--format="):
             fmt = a.split("=", 1)[1] if "=" in a else next(it, "")
+        elif a == "--redact":
+            redact = True
         else:
             paths.append(a)
     if len(paths) > 1:
@@ -239,12 +242,52 @@ async def _export(repl: Repl, args: list[str]) -> None:
     messages = repl.agent.get_session(repl.session_id).messages
     try:
         path.write_text(
-            export_text(messages, fmt, session_id=repl.session_id) + "\n", encoding="utf-8"
+            export_text(messages, fmt, session_id=repl.session_id, redact=redact) + "\n",
+            encoding="utf-8",
         )
     except OSError as exc:
         repl.error(f"Could not write {path}: {exc.strerror}")
         return
     repl.say(f"💾 Exported {len(messages)} messages to {path}")
+
+
+@command("fork", "/fork <new_id>", "Copy this session to a new one and switch to it")
+async def _fork(repl: Repl, args: list[str]) -> None:
+    new_id = _session_id(repl, "/fork", args)
+    if new_id is None:
+        return
+    session = repl.agent.get_session(repl.session_id)
+    repl.agent.save(session)
+    if repl.sm.session_exists(new_id):
+        repl.error(f"Session '{new_id}' already exists: choose another id")
+        return
+    info = repl.sm.fork_session(repl.session_id, new_id)
+    repl.say(f"🍴 Forked '{repl.session_id}' into '{new_id}' ({info.message_count} messages)")
+    repl.session_id = new_id
+    repl.agent.get_session(new_id)
+
+
+@command("search", "/search <words>", "Search all sessions")
+async def _search(repl: Repl, args: list[str]) -> None:
+    if not args:
+        _usage(repl, "/search")
+        return
+    repl.agent.save(repl.agent.get_session(repl.session_id))
+    hits = repl.sm.search(" ".join(args), limit=10)
+    if not hits:
+        repl.say("No matches.")
+        return
+    for hit in hits:
+        repl.say(f" {hit.session_id} #{hit.index} ({hit.role}): {short(hit.snippet, 90)}")
+
+
+@command("compact", "/compact", "Summarise older turns to free context (reversible)")
+async def _compact(repl: Repl, args: list[str]) -> None:
+    folded = await repl.agent.compact(repl.session_id)
+    if folded:
+        repl.say(f"🗜 Summarised {folded} older messages (the originals are kept in the session)")
+    else:
+        repl.say("Nothing to compact yet.")
 
 
 @command("tools", "/tools", "List the tools the model can use")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..export import export_text, to_markdown
 from ..messages import Message, text_of
+
+__all__ = ["call_summary", "export_text", "format_transcript", "short", "to_markdown"]
 
 
 def short(value: Any, limit: int = 80) -> str:
@@ -42,42 +45,3 @@ def format_transcript(messages: list[Message]) -> str:
             fn = call.get("function", {})
             lines.append(f"  ⚙ {call_summary(fn.get('name', '?'), fn.get('arguments', ''))}")
     return "\n".join(lines)
-
-
-def to_markdown(messages: list[Message], title: str = "") -> str:
-    """A readable Markdown transcript with tool calls and results folded."""
-    out = [f"# {title}" if title else "# Session", ""]
-    for msg in messages:
-        role = msg.get("role", "")
-        if role == "tool":
-            out += [
-                "<details><summary>Result of " + str(msg.get("name") or "tool") + "</summary>",
-                "",
-                "```",
-                text_of(msg),
-                "```",
-                "",
-                "</details>",
-                "",
-            ]
-            continue
-        text = text_of(msg)
-        if text:
-            out += [f"**{role.capitalize()}:**", "", text, ""]
-        for call in msg.get("tool_calls") or []:
-            fn = call.get("function", {})
-            out += [f"> ⚙ `{call_summary(fn.get('name', '?'), fn.get('arguments', ''))}`", ""]
-    return "\n".join(out).rstrip()
-
-
-def export_text(messages: list[Message], fmt: str, *, session_id: str = "") -> str:
-    """The messages as ``json`` (a list, as the docs export), ``toon`` or ``md``."""
-    if fmt == "json":
-        return json.dumps(messages, indent=2, ensure_ascii=False)
-    if fmt == "toon":
-        from .. import toon
-
-        return toon.dumps({"session_id": session_id, "messages": messages})
-    if fmt == "md":
-        return to_markdown(messages, session_id)
-    raise ValueError(f"unknown export format {fmt!r}: use json, toon or md")

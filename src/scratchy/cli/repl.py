@@ -67,6 +67,7 @@ class Repl:
     def _make_prompt(self) -> Any:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory, InMemoryHistory
+        from prompt_toolkit.key_binding import KeyBindings
 
         from .commands import SlashCompleter
 
@@ -79,11 +80,19 @@ class Repl:
             history = FileHistory(str(path))
         except OSError:
             history = InMemoryHistory()
+        keys = KeyBindings()
+
+        @keys.add("escape", "enter")
+        def _newline(event: Any) -> None:  # Esc+Enter (or Alt+Enter) starts a new line
+            event.current_buffer.insert_text("\n")
+
         return PromptSession(
             history=history,
             completer=SlashCompleter(self),
             complete_while_typing=False,
             enable_history_search=True,
+            key_bindings=keys,
+            prompt_continuation=lambda width, line, wrap: "." * (width - 1) + " ",
         )
 
     async def read_line(self) -> str | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -105,14 +107,17 @@ def show(session_id: str, directory: str | None, last: int) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["json", "toon", "md"]), default="json", show_default=True
 )
-def export(session_id: str, directory: str | None, output: str | None, fmt: str) -> None:
+@click.option("--redact", is_flag=True, help="Mask API keys, tokens and passwords.")
+def export(
+    session_id: str, directory: str | None, output: str | None, fmt: str, redact: bool
+) -> None:
     """Export a session's messages as JSON (the docs' format), TOON or Markdown."""
     messages = _manager(directory).load_session(session_id)
     if messages is None:
         raise click.ClickException(f"No session '{session_id}'. See: scratchy sessions list")
     from .render import export_text
 
-    text = export_text(messages, fmt, session_id=session_id)
+    text = export_text(messages, fmt, session_id=session_id, redact=redact)
     if output:
         Path(output).write_text(text + "\n", encoding="utf-8")
         click.echo(f"Exported {len(messages)} messages to {output}", err=True)
@@ -157,14 +162,105 @@ def import_cmd(
 @click.argument("session_ids", nargs=-1, required=True)
 @_dir_option
 def rm(session_ids: tuple[str, ...], directory: str | None) -> None:
-    """Delete sessions."""
+    """Delete sessions (they go to the trash; see `restore` and `purge`)."""
     sm = _manager(directory)
     missing = 0
     for sid in session_ids:
         if sm.delete_session(sid):
-            click.echo(f"Deleted session '{sid}'")
+            undo = f"scratchy sessions restore {sid}"
+            click.echo(f"Moved session '{sid}' to the trash (undo: {undo})")
         else:
             click.echo(f"No session '{sid}'", err=True)
             missing += 1
     if missing:
         sys.exit(1)
+
+
+def _duration(value: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)\s*([dhm]?)", value.strip())
+    if not match:
+        raise click.BadParameter(f"{value!r}: use a number of days, or 12h / 30m / 7d")
+    n, unit = int(match.group(1)), match.group(2) or "d"
+    return {"d": timedelta(days=n), "h": timedelta(hours=n), "m": timedelta(minutes=n)}[unit]
+
+
+@sessions.command()
+@click.argument("query", nargs=-1, required=True)
+@_dir_option
+@click.option("-n", "--limit", default=20, show_default=True, help="Most hits to show.")
+def search(query: tuple[str, ...], directory: str | None, limit: int) -> None:
+    """Full-text search across all sessions, best match first."""
+    hits = _manager(directory).search(" ".join(query), limit=limit)
+    if not hits:
+        click.echo("No matches.")
+        sys.exit(1)
+    for hit in hits:
+        click.echo(f"{hit.session_id}  #{hit.index} {hit.role}: {' '.join(hit.snippet.split())}")
+
+
+@sessions.command()
+@_dir_option
+def trash(directory: str | None) -> None:
+    """List deleted sessions (restore them with `scratchy sessions restore ID`)."""
+    rows = _manager(directory).list_trash()
+    if not rows:
+        click.echo("The trash is empty.")
+    for t in rows:
+        when = t.deleted_at.astimezone().strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{t.id}  deleted {when}  {t.message_count} messages  {t.title}")
+
+
+@sessions.command()
+@click.argument("session_id")
+@_dir_option
+def restore(session_id: str, directory: str | None) -> None:
+    """Bring a deleted session back from the trash."""
+    info = _manager(directory).restore_session(session_id)
+    click.echo(f"Restored '{session_id}' ({info.message_count} messages)")
+
+
+@sessions.command()
+@click.argument("session_id", required=False)
+@_dir_option
+@click.option("--older-than", default=None, help="Only entries deleted before this (7d, 12h).")
+@click.option("--yes", is_flag=True, help="Really delete (without it, only show what would go).")
+def purge(session_id: str | None, directory: str | None, older_than: str | None, yes: bool) -> None:
+    """Delete sessions in the trash for good."""
+    sm = _manager(directory)
+    age = _duration(older_than) if older_than else None
+    if not yes:
+        cutoff = None if age is None else datetime.now(UTC) - age
+        doomed = [
+            t
+            for t in sm.list_trash()
+            if (session_id is None or t.id == session_id)
+            and (cutoff is None or t.deleted_at <= cutoff)
+        ]
+        for t in doomed:
+            click.echo(f"would purge {t.id}")
+        click.echo(f"{len(doomed)} sessions would be deleted for good; add --yes to do it.")
+        return
+    removed = sm.purge(session_id, older_than=age)
+    click.echo(f"Purged {len(removed)} sessions from the trash.")
+
+
+@sessions.command()
+@_dir_option
+@click.option("--older-than", default=None, help="Inactive for longer than this (30d, 12h).")
+@click.option("--empty", is_flag=True, help="Sessions with no messages.")
+@click.option("--yes", is_flag=True, help="Move them to the trash (default: only list them).")
+def cleanup(directory: str | None, older_than: str | None, empty: bool, yes: bool) -> None:
+    """Find old or empty sessions; with --yes, move them to the trash."""
+    if older_than is None and not empty:
+        raise click.UsageError("give --older-than DAYS, --empty, or both")
+    rows = _manager(directory).cleanup(
+        older_than=_duration(older_than) if older_than else None, empty=empty, dry_run=not yes
+    )
+    verb = "Moved to the trash" if yes else "Would move to the trash"
+    for r in rows:
+        click.echo(
+            f"{verb}: {r['id']} ({r['message_count']} messages, last active "
+            f"{r['updated_at'].replace('T', ' ')})"
+        )
+    if not yes:
+        click.echo(f"{len(rows)} sessions; add --yes to move them to the trash.")

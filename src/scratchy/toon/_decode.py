@@ -50,8 +50,10 @@ _LINE_BREAK = re.compile("\n( *)")
 _HEADERS: dict[bool, dict[str, Any]] = {True: {}, False: {}}
 
 # A parsed header: key, length, keyed, delimiter, fields, rest, object builder, width,
-# and a regex matching a row of quoted and plain cells.
-_Header = tuple[str | None, int, bool, str, Any, str, Any, int, Any]
+# a regex matching a row of quoted and plain cells, and the fast row path learned from
+# the first row: [] (not yet), [None, None] (none) or [regex, builder] (see _fast_row).
+_Header = tuple[str | None, int, bool, str, Any, str, Any, int, Any, list[Any]]
+_QUOTED_CELL = '("[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+")'
 _ROW_CELL = {d: f'("[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+"|[^"{re.escape(d)}]*+)' for d in DELIMITERS}
 
 
@@ -79,9 +81,12 @@ def _materialize(fields: tuple[Any, ...], cells: Iterator[Any]) -> dict[str, Any
     return obj
 
 
-def _builder(fields: tuple[Any, ...]) -> tuple[Callable[[list[Any]], dict[str, Any]], int]:
+def _builder(
+    fields: tuple[Any, ...], quoted: frozenset[int] = frozenset()
+) -> tuple[Callable[[Any], dict[str, Any]], int]:
     """Compile a field list into a function building one object from row cells.
 
+    Cells whose index is in ``quoted`` are raw quoted tokens, decoded on the way.
     The generated source only contains integers (names are looked up in a tuple),
     so a field list cannot inject code. Returns the function and the row width.
     """
@@ -94,7 +99,8 @@ def _builder(fields: tuple[Any, ...]) -> tuple[Callable[[list[Any]], dict[str, A
         for name, nested in fields:
             names.append(name)
             if nested is None:
-                parts.append(f"N[{len(names) - 1}]: c[{pos}]")
+                cell = f"S(c[{pos}], 1, False)[0]" if pos in quoted else f"c[{pos}]"
+                parts.append(f"N[{len(names) - 1}]: {cell}")
                 pos += 1
             else:
                 key = len(names) - 1
@@ -105,11 +111,49 @@ def _builder(fields: tuple[Any, ...]) -> tuple[Callable[[list[Any]], dict[str, A
     try:
         body, width = expr(fields, 0, 0)
         if width <= 256:
-            return eval(f"lambda c: {body}", {"N": tuple(names)}), width  # noqa: S307
+            scope = {"N": tuple(names), "S": _scanstring}
+            return eval(f"lambda c: {body}", scope), width  # noqa: S307
     except RecursionError:
         pass
     width = sum(1 for _ in _leaves(fields))
     return lambda cells: _materialize(fields, iter(cells)), width
+
+
+def _fast_row(
+    kinds: list[str], delim: str, fields: tuple[Any, ...]
+) -> tuple[re.Pattern[str], Callable[[Any], dict[str, Any]]]:
+    """A regex for rows whose cells have the given kinds and a builder for its groups.
+
+    Kinds: "q" for a quoted token, "p" for a plain string (not a keyword or a number,
+    no surrounding spaces; in the first column also no colon, which would end the
+    table). A row that does not match takes the general path.
+    """
+    d = re.escape(delim)
+    cells = []
+    for k, kind in enumerate(kinds):
+        if kind == "q":
+            cells.append(_QUOTED_CELL)
+        else:
+            stop = d if k else d + ":"  # a colon in the first cell ends the table
+            keyword = f"(?!(?:true|false|null)(?:{d}|\\Z))"
+            cells.append(f'{keyword}([^"\\-0-9 \\[{stop}][^"{stop}]*+)(?<! )')
+    quoted = frozenset(k for k, kind in enumerate(kinds) if kind == "q")
+    return re.compile(d.join(cells), re.DOTALL), _builder(fields, quoted)[0]
+
+
+def _cell_kind(cell: str, first: bool) -> str | None:
+    if len(cell) >= 2 and cell[0] == '"' and cell[-1] == '"':
+        return "q"
+    if (
+        cell
+        and cell[0] not in _NOT_PLAIN
+        and cell[-1] != " "
+        and cell not in _LITERALS
+        and '"' not in cell
+        and not (first and ":" in cell)
+    ):
+        return "p"
+    return None
 
 
 def _leaves(fields: tuple[Any, ...]) -> Iterator[str]:
@@ -395,7 +439,7 @@ class _Decoder:
                 row_re = re.compile(cell + (re.escape(delim) + cell) * (width - 1), re.DOTALL)
         key_text = content[:bracket]
         key = self.key(key_text, i) if key_text else None
-        header = (key, int(m.group(1)), keyed, delim, fields, rest, build, width, row_re)
+        header = (key, int(m.group(1)), keyed, delim, fields, rest, build, width, row_re, [])
         if len(content) < 256:
             if len(self.headers) >= 1024:
                 self.headers.clear()
@@ -738,20 +782,33 @@ class _Decoder:
         D = self.D
         cell = self.cell
         literal = _LITERALS.get
-        delim = header[3]
-        build = header[6]
-        width = header[7]
-        row_re = header[8]
+        _, length, _, delim, fields, _, build, width, row_re, fast = header
+        fast_re, fast_build = fast if fast and not self.escapes else (None, None)
         out: list[Any] = []
         started = False
         i = self.i
         while True:
             d = D[i]
-            if d <= parent:
-                break
             if d != depth:
+                if d <= parent:
+                    break
                 raise self.error("Unexpected indentation", i)
             row = C[i]
+            if fast_re is not None and (m := fast_re.fullmatch(row)) is not None:
+                try:
+                    obj = fast_build(m.groups())  # type: ignore[misc]
+                except ValueError:  # a bad escape: the general path reports it
+                    pass
+                else:
+                    if self.blanks:
+                        if self.spans and i in self.blanks:
+                            raise self.blank_error(i)
+                        if not started:
+                            self.spans += 1
+                            started = True
+                    out.append(obj)
+                    i += 1
+                    continue
             if '"' not in row:
                 if ":" in row:
                     split = row.find(delim)
@@ -786,11 +843,18 @@ class _Decoder:
                     ]
                 )
             )
+            if not fast and not self.escapes and width <= 64:
+                kinds = [_cell_kind(c, not k) for k, c in enumerate(cells)]
+                if None in kinds:
+                    fast[:] = [None, None]
+                else:
+                    fast[:] = _fast_row(kinds, delim, fields)  # type: ignore[arg-type]
+                    fast_re, fast_build = fast
             i += 1
         self.i = i
         self.spans -= started
-        if self.strict and len(out) != header[1]:
-            raise self.error(f"Declared length {header[1]} but found {len(out)}", hi)
+        if self.strict and len(out) != length:
+            raise self.error(f"Declared length {length} but found {len(out)}", hi)
         return out
 
     def entries(self, header: _Header, hi: int, depth: int, parent: int) -> dict[str, Any]:

@@ -1,0 +1,126 @@
+"""Exports of a session: JSON (the user guide's format), TOON and a Markdown transcript, with
+optional redaction of secrets."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any
+
+from .messages import Message, text_of
+
+FORMATS = ("json", "toon", "md")
+
+_SECRET_PATTERNS = [
+    # vendor API keys
+    re.compile(
+        r"\b(?:sk-(?:ant-|proj-)?[A-Za-z0-9_-]{16,}|gsk_[A-Za-z0-9]{20,}|"
+        r"AIza[0-9A-Za-z_-]{30,}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abpr]-[A-Za-z0-9-]{10,}|"
+        r"AKIA[0-9A-Z]{16}|hf_[A-Za-z0-9]{30,})\b"
+    ),
+    # bearer tokens and basic auth headers
+    re.compile(r"(?i)(\b(?:bearer|token|basic)\s+)[A-Za-z0-9._~+/=-]{12,}"),
+    # .env-style assignments of secrets: NAME_KEY=value, password: value
+    re.compile(
+        r"(?im)^(\s*(?:export\s+)?[A-Z0-9_]*(?:KEY|SECRET|TOKEN|PASSWORD|PASSWD|PWD)"
+        r"[A-Z0-9_]*\s*[=:]\s*)(\"[^\"\n]*\"|'[^'\n]*'|[^\s#]+)"
+    ),
+    # passwords inside URLs
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@/\s]+(?=@)"),
+]
+MASK = "[REDACTED]"
+
+
+def redact_text(text: str) -> str:
+    """``text`` with API keys, bearer tokens, secret assignments and URL passwords masked."""
+    for pattern in _SECRET_PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: m.group(1) + MASK, text)
+        else:
+            text = pattern.sub(MASK, text)
+    return text
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    return value
+
+
+def redact_messages(messages: list[Message]) -> list[Message]:
+    """A copy of ``messages`` with every string value redacted (see :func:`redact_text`)."""
+    return _redact(copy.deepcopy(messages))  # type: ignore[no-any-return]
+
+
+def _summary(name: str, arguments: str) -> str:
+    try:
+        args = json.loads(arguments or "{}")
+    except ValueError:
+        return f"{name}({arguments})"
+    if not isinstance(args, dict):
+        return f"{name}({arguments})"
+    return (
+        f"{name}("
+        + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
+        + ")"
+    )
+
+
+def to_markdown(messages: list[Message], title: str = "") -> str:
+    """A readable transcript: each message under its role, tool calls and results folded, and
+    compacted (summarised) turns kept in a folded block."""
+    out = [f"# {title}" if title else "# Session", ""]
+    for msg in messages:
+        role = str(msg.get("role", ""))
+        if role == "tool":
+            out += [
+                f"<details><summary>Result of {msg.get('name') or 'tool'}</summary>",
+                "",
+                "```",
+                text_of(msg),
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
+            continue
+        text = text_of(msg)
+        if text:
+            out += [f"**{role.capitalize()}:**", "", text, ""]
+        for call in msg.get("tool_calls") or []:
+            fn = call.get("function") or {}
+            out += [f"> ⚙ `{_summary(fn.get('name', '?'), fn.get('arguments', ''))}`", ""]
+        inner = msg.get("compacted")
+        if isinstance(inner, list):
+            body = to_markdown(inner).split("\n", 2)[-1]
+            out += [
+                f"<details><summary>{len(inner)} earlier messages</summary>",
+                "",
+                body,
+                "",
+                "</details>",
+                "",
+            ]
+    return "\n".join(out).rstrip()
+
+
+def export_text(
+    messages: list[Message], fmt: str = "json", *, session_id: str = "", redact: bool = False
+) -> str:
+    """The messages as ``json`` (a list, as the user guide exports), ``toon`` or ``md``."""
+    if redact:
+        messages = redact_messages(messages)
+    if fmt == "json":
+        return json.dumps(messages, indent=2, ensure_ascii=False)
+    if fmt == "toon":
+        from . import toon
+
+        return toon.dumps({"session_id": session_id, "messages": messages})
+    if fmt == "md":
+        return to_markdown(messages, session_id)
+    raise ValueError(f"unknown export format {fmt!r}: use json, toon or md")
