@@ -84,6 +84,8 @@ class Session:
         self._version = ""  # the store's version token when we last synced
         self._replaced = False
         self._call_ids: set[str] | None = None
+        self._valid_upto = 0  # messages[:_valid_upto] ended a good turn (see Agent._history)
+        self._valid_last: Message | None = None
 
     @property
     def messages(self) -> list[Message]:
@@ -426,6 +428,7 @@ class Agent:
                 session.messages.append(reply)
                 calls = reply.get("tool_calls") or []
                 if not calls:
+                    session._valid_upto, session._valid_last = len(session.messages), reply
                     final = msgs.text_of(reply)
                     await _call(self.callbacks.on_final_message, final)
                     yield FinalEvent(final)
@@ -451,9 +454,17 @@ class Agent:
         return registry
 
     def _history(self, session: Session) -> list[Message]:
-        from .history import repair
+        """The messages to send: checked from where the last good turn ended, and repaired
+        (orphan results dropped, unanswered calls closed) when something is wrong."""
+        from .history import repair, validate
 
-        return repair(session.messages)
+        messages = session.messages
+        start = session._valid_upto
+        if not (0 < start <= len(messages) and messages[start - 1] is session._valid_last):
+            start = 0
+        if not validate(messages, start):
+            return messages
+        return repair(messages)
 
     def _account(self, session: Session, response: ModelResponse) -> None:
         if response.usage is None:

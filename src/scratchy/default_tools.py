@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import pathspec
 from pydantic import Field
 
@@ -572,6 +571,8 @@ def default_tools(
             raise ToolError(
                 f"{url!r} is not an http(s) URL; pass an address like https://example.com"
             )
+        import httpx  # imported on first use: it costs ~50 ms at start-up
+
         max_bytes = limit * 4
         async with (
             httpx.AsyncClient(

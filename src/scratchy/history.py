@@ -29,12 +29,17 @@ class Problem:
         return f"message {self.index}: {self.kind}: {self.detail}"
 
 
-def validate(messages: list[Message]) -> list[Problem]:
-    """List the problems of ``messages`` (empty when a provider will accept it)."""
+def validate(messages: list[Message], start: int = 0) -> list[Problem]:
+    """List the problems of ``messages`` (empty when a provider will accept it).
+
+    With ``start``, only ``messages[start:]`` is checked, as a continuation of a history
+    already known to be valid up to there (used to keep each turn's check short).
+    """
     problems: list[Problem] = []
     open_calls: dict[str, int] = {}
     seen_ids: set[str] = set()
-    for i, msg in enumerate(messages):
+    for i in range(start, len(messages)):
+        msg = messages[i]
         role = msg.get("role")
         if role == "system" and i != 0:
             problems.append(Problem(i, "system-not-first", "a system message after the start"))

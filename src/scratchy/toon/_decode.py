@@ -51,7 +51,7 @@ _HEADERS: dict[bool, dict[str, Any]] = {True: {}, False: {}}
 
 # A parsed header: key, length, keyed, delimiter, fields, rest, object builder, width,
 # a regex matching a row of quoted and plain cells, and the fast row path learned from
-# the first row: [] (not yet), [None, None] (none) or [regex, builder] (see _fast_row).
+# the first row: [] (not yet), [None, None, False] (none) or what _fast_row returns.
 _Header = tuple[str | None, int, bool, str, Any, str, Any, int, Any, list[Any]]
 _QUOTED_CELL = '("[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+")'
 _ROW_CELL = {d: f'("[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+"|[^"{re.escape(d)}]*+)' for d in DELIMITERS}
@@ -119,14 +119,15 @@ def _builder(
     return lambda cells: _materialize(fields, iter(cells)), width
 
 
-def _fast_row(
-    kinds: list[str], delim: str, fields: tuple[Any, ...]
-) -> tuple[re.Pattern[str], Callable[[Any], dict[str, Any]]]:
-    """A regex for rows whose cells have the given kinds and a builder for its groups.
+def _fast_row(kinds: list[str], delim: str, fields: tuple[Any, ...]) -> list[Any]:
+    """A fast path for rows whose cells have the given kinds: [regex, builder, tail].
 
     Kinds: "q" for a quoted token, "p" for a plain string (not a keyword or a number,
     no surrounding spaces; in the first column also no colon, which would end the
-    table). A row that does not match takes the general path.
+    table). When only the last cell is quoted (``tail``), the regex matches the plain
+    cells and their delimiters and the caller decodes the last cell with the JSON
+    scanner; otherwise it matches the whole row and the builder decodes quoted cells.
+    A row that does not fit takes the general path.
     """
     d = re.escape(delim)
     cells = []
@@ -138,7 +139,10 @@ def _fast_row(
             keyword = f"(?!(?:true|false|null)(?:{d}|\\Z))"
             cells.append(f'{keyword}([^"\\-0-9 \\[{stop}][^"{stop}]*+)(?<! )')
     quoted = frozenset(k for k, kind in enumerate(kinds) if kind == "q")
-    return re.compile(d.join(cells), re.DOTALL), _builder(fields, quoted)[0]
+    if quoted == {len(kinds) - 1}:
+        prefix = "".join(cell + d for cell in cells[:-1]) + '(?=")'
+        return [re.compile(prefix, re.DOTALL), _builder(fields)[0], True]
+    return [re.compile(d.join(cells), re.DOTALL), _builder(fields, quoted)[0], False]
 
 
 def _cell_kind(cell: str, first: bool) -> str | None:
@@ -188,17 +192,35 @@ def _prepare(
             if "#" not in firsts and "\t" not in firsts:  # no comment or tab-indented line
                 if " " in "".join(map(itemgetter(-1), body)):
                     body = list(map(str.rstrip, body, repeat(" ")))
-                levels = {}
-                for pad in set(pads):
-                    if strict and len(pad) % indent:
-                        break
-                    levels[pad] = len(pad) // indent
+                try:
+                    depths = list(map(_Levels(indent, strict).__getitem__, pads))
+                except _UnevenIndent:
+                    pass  # the slow path reports the line
                 else:
-                    return body, list(map(levels.__getitem__, pads)), None, {}
+                    return body, depths, None, {}
     raw = text.split("\n")
     if raw[-1] == "":
         raw.pop()
     return _prepare_slow(raw, indent, strict)
+
+
+class _UnevenIndent(Exception):
+    pass
+
+
+class _Levels(dict[str, int]):
+    """Depth of an indentation string, computed once per distinct indentation."""
+
+    def __init__(self, indent: int, strict: bool) -> None:
+        super().__init__()
+        self.indent = indent
+        self.strict = strict
+
+    def __missing__(self, pad: str) -> int:
+        if self.strict and len(pad) % self.indent:
+            raise _UnevenIndent
+        depth = self[pad] = len(pad) // self.indent
+        return depth
 
 
 def _prepare_slow(
@@ -783,7 +805,7 @@ class _Decoder:
         cell = self.cell
         literal = _LITERALS.get
         _, length, _, delim, fields, _, build, width, row_re, fast = header
-        fast_re, fast_build = fast if fast and not self.escapes else (None, None)
+        fast_re, fast_build, tail = fast if fast and not self.escapes else (None, None, False)
         out: list[Any] = []
         started = False
         i = self.i
@@ -794,12 +816,16 @@ class _Decoder:
                     break
                 raise self.error("Unexpected indentation", i)
             row = C[i]
-            if fast_re is not None and (m := fast_re.fullmatch(row)) is not None:
+            if fast_re is not None and (m := fast_re.match(row)) is not None:
                 try:
-                    obj = fast_build(m.groups())  # type: ignore[misc]
+                    if tail:
+                        value, end = _scanstring(row, m.end() + 1, False)
+                        obj = fast_build(m.groups() + (value,)) if end == len(row) else None
+                    else:
+                        obj = fast_build(m.groups()) if m.end() == len(row) else None
                 except ValueError:  # a bad escape: the general path reports it
-                    pass
-                else:
+                    obj = None
+                if obj is not None:
                     if self.blanks:
                         if self.spans and i in self.blanks:
                             raise self.blank_error(i)
@@ -845,11 +871,11 @@ class _Decoder:
             )
             if not fast and not self.escapes and width <= 64:
                 kinds = [_cell_kind(c, not k) for k, c in enumerate(cells)]
-                if None in kinds:
-                    fast[:] = [None, None]
+                if None in kinds or "q" not in kinds:
+                    fast[:] = [None, None, False]
                 else:
                     fast[:] = _fast_row(kinds, delim, fields)  # type: ignore[arg-type]
-                    fast_re, fast_build = fast
+                    fast_re, fast_build, tail = fast
             i += 1
         self.i = i
         self.spans -= started

@@ -28,7 +28,6 @@ _NUMERIC_LIKE = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _SPECIAL = {d: re.compile('[:"\\\\\\[\\]{}\\x00-\\x1f' + re.escape(d) + "]") for d in DELIMITERS}
 _CONTROL = re.compile('[\\\\"\\x00-\\x1f]')
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _PRIMITIVES = frozenset((str, int, float, bool, type(None)))
 _KEYWORDS = frozenset(("true", "false", "null"))
 
@@ -280,8 +279,14 @@ def _encode(root: Any, indent: int, delim: str) -> str:  # noqa: C901 - one clos
     else:
         emit(prim(root))
     text = "\n".join(lines)
-    if not text.isascii() and _SURROGATE.search(text) is not None:
-        raise ValueError("String contains an unpaired surrogate")
+    if not text.isascii():
+        try:
+            text.encode("latin-1")  # fast, and a latin-1 text has no surrogates
+        except UnicodeEncodeError:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("String contains an unpaired surrogate") from None
     return text
 
 
