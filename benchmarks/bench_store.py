@@ -134,7 +134,7 @@ def main() -> None:
         t_list = timed(lambda: SessionManager(store=TOONFileStore(d)).list_sessions(), 5)
         t_list_cold = timed(
             lambda: (
-                os.unlink(d / ".catalog.json"),
+                os.unlink(d / ".index" / "catalog.json"),
                 SessionManager(store=TOONFileStore(d)).list_sessions(),
             ),
             3,

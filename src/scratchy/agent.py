@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from . import messages as msgs
-from .errors import MaxTurnsExceeded, UsageError
+from .errors import MaxTurnsExceeded, ModelBehaviorError, UsageError
 from .messages import Message
 from .providers.base import ModelResponse, Provider, TextDelta
 from .sessions import SessionManager
@@ -422,7 +422,11 @@ class Agent:
                         yield item
                     else:
                         response = item
-                assert response is not None, "provider stream ended without a ModelResponse"
+                if response is None:
+                    raise ModelBehaviorError(
+                        f"{self.provider.name} ended without a response; try again",
+                        provider=self.provider.name,
+                    )
                 self._account(session, response)
                 reply = _unique_call_ids(session, response.message)
                 session.messages.append(reply)
