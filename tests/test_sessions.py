@@ -115,7 +115,7 @@ def test_list_sees_changes_made_by_another_manager(sm: SessionManager, tmp_path:
 def test_damaged_catalog_is_rebuilt(sm: SessionManager) -> None:
     sm.save_session("a", MESSAGES)
     sm.list_sessions()
-    catalog = Path(sm.location) / ".catalog.json"
+    catalog = Path(sm.location) / ".index" / "catalog.json"
     assert catalog.is_file()
     catalog.write_text("{ torn")
     from scratchy.stores.toon_files import TOONFileStore, _tz_stamp

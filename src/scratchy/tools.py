@@ -30,12 +30,14 @@ import re
 import typing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, overload
-
-import pydantic
-import pydantic_core
+from typing import TYPE_CHECKING, Any, overload
 
 from .errors import ToolDefinitionError, ToolError, UsageError
+
+if TYPE_CHECKING:
+    import pydantic
+
+# pydantic is imported where it is used, on the first tool made: it costs ~50 ms at start-up.
 
 __all__ = ["Tool", "ToolRegistry", "ToolResult", "parse_docstring", "tool"]
 
@@ -135,6 +137,8 @@ def _build_model(
     fn: Callable[..., Any], tool_name: str, param_docs: dict[str, str]
 ) -> tuple[type[pydantic.BaseModel], dict[str, Any]]:
     """Check ``fn``'s signature and build the pydantic model that validates its arguments."""
+    import pydantic
+
     where = f"tool {tool_name!r} ({getattr(fn, '__qualname__', fn)!r})"
     try:
         signature = inspect.signature(fn)
@@ -217,6 +221,8 @@ def _format_validation_error(exc: pydantic.ValidationError) -> str:
 
 def _json_default(value: Any) -> Any:
     """Encode what ``json`` cannot (enums, dates, models, dataclasses); ``repr`` as last resort."""
+    import pydantic_core
+
     try:
         return pydantic_core.to_jsonable_python(value)
     except Exception:
@@ -354,6 +360,8 @@ class Tool:
             )
         if self.args_model is None:
             return arguments
+        import pydantic
+
         try:
             validated = self.args_model.model_validate(arguments)
         except pydantic.ValidationError as exc:

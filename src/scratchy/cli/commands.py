@@ -292,6 +292,7 @@ async def _compact(repl: Repl, args: list[str]) -> None:
 
 @command("tools", "/tools", "List the tools the model can use")
 async def _tools(repl: Repl, args: list[str]) -> None:
+    repl.ensure_tools()
     tools = list(repl.agent.tools)
     if not tools:
         repl.say("No tools loaded.")

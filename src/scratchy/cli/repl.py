@@ -36,8 +36,10 @@ class Repl:
         console: Console | None = None,
         err_console: Console | None = None,
         debug: bool = False,
+        tools: bool = True,
     ) -> None:
         self.agent = agent
+        self._tools_pending = tools  # loaded just after the first prompt shows
         self.session_id = session_id
         self.console = console or Console(highlight=False, soft_wrap=True)
         self.err = err_console or Console(stderr=True, highlight=False, soft_wrap=True)
@@ -131,6 +133,7 @@ class Repl:
 
         self.agent.get_session(self.session_id)
         self._warm_up()
+        asyncio.get_running_loop().call_later(0.05, self.ensure_tools)
         while self.running:
             line = await self.read_line()
             if line is None:
@@ -148,6 +151,12 @@ class Repl:
         self.say("👋 Bye. Your sessions are saved.")
         return 0
 
+    def ensure_tools(self) -> None:
+        """Add the built-in tools, once (deferred so that the first prompt shows sooner)."""
+        if self._tools_pending:
+            self._tools_pending = False
+            self.agent.load_default_tools()
+
     def _warm_up(self) -> None:
         """Load a local model in the background, so the first answer comes sooner."""
         try:
@@ -162,6 +171,7 @@ class Repl:
 
     async def turn(self, text: str) -> None:
         """Run one turn as a task that Ctrl-C cancels."""
+        self.ensure_tools()
         self._turn = asyncio.ensure_future(self._stream(text))
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -216,12 +226,9 @@ class Repl:
                 self.console.print()
 
 
-def build_agent(*, model: str | None, directory: str | None, approve: str, tools: bool) -> Agent:
-    """The agent the CLI uses."""
-    agent = Agent(model=model, session_manager=SessionManager(directory), tool_approval=approve)  # type: ignore[arg-type]
-    if tools:
-        agent.load_default_tools()
-    return agent
+def build_agent(*, model: str | None, directory: str | None, approve: str) -> Agent:
+    """The agent the CLI uses (tools are added by the caller)."""
+    return Agent(model=model, session_manager=SessionManager(directory), tool_approval=approve)  # type: ignore[arg-type]
 
 
 def run_chat(
@@ -238,15 +245,17 @@ def run_chat(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         SessionManager.validate_id(session_id)
-        agent = build_agent(model=model, directory=directory, approve=approve, tools=tools)
+        agent = build_agent(model=model, directory=directory, approve=approve)
         if question is None and not sys.stdin.isatty():
             question = sys.stdin.read().strip() or None
             if question is None:
                 err.print("[red]Nothing to answer: give a question or type it on stdin[/red]")
                 return 2
         if question is not None:
+            if tools:
+                agent.load_default_tools()
             return asyncio.run(_answer_once(agent, session_id, question))
-        repl = Repl(agent, session_id, err_console=err, debug=debug)
+        repl = Repl(agent, session_id, err_console=err, debug=debug, tools=tools)
         agent.callbacks.on_tool_approval = repl.approve
         return asyncio.run(_run(repl))
     except ScratchyError as exc:

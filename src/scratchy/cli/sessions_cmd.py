@@ -264,3 +264,8 @@ def cleanup(directory: str | None, older_than: str | None, empty: bool, yes: boo
         )
     if not yes:
         click.echo(f"{len(rows)} sessions; add --yes to move them to the trash.")
+
+
+from .migrate_cmd import migrate  # noqa: E402
+
+sessions.add_command(migrate)

@@ -10,18 +10,26 @@ Error checks and messages follow the reference ``toon_format`` decoder.
 
 from __future__ import annotations
 
-import json
+import gc
 import re
-from collections.abc import Callable, Iterator
-from itertools import repeat
-from operator import itemgetter
 from typing import Any
 
 from ._common import DELIMITERS, ToonDecodeError, check_indent
+from ._lines import split_lines
+from ._tables import (
+    LITERALS,
+    NOT_PLAIN,
+    ROW_CELL,
+    builder,
+    cell_kind,
+    fast_row,
+    find_unquoted,
+    scanstring,
+    split_cells,
+)
 
 __all__ = ["loads"]
 
-_scanstring: Any = json.decoder.scanstring  # C accelerated
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _BRACKET = re.compile(r"\[(0|[1-9][0-9]*)(:?)([\t|]?)\]")
 _QUOTED = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
@@ -30,238 +38,15 @@ _BAD_ESCAPE = re.compile(r'\\(?![nrt"]|u(?![dD][89a-fA-F])[0-9a-fA-F]{4})')
 _FIELD = re.compile(r'([^":\[ ]*+(?:[ ]++[^":\[ ]++)*+)[ ]*+:[ ]*+(.*)', re.DOTALL)
 _ITEM_FIELD = re.compile(r'- [ ]*+([^":\[ ]*+(?:[ ]++[^":\[ ]++)*+)[ ]*+:[ ]*+(.*)', re.DOTALL)
 _JSON_ONLY = re.compile(r"\\[/bfu]")  # escapes JSON accepts beyond TOON's
-_NOT_PLAIN = '"-0123456789 ['  # first characters of tokens that may not be plain strings
-_LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None}
-_IN_QUOTES = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?'
-# Prefix of a line up to the first occurrence of a character outside quotes.
-_UNQUOTED_PREFIX = {
-    c: re.compile(f'[^"{re.escape(c)}]*+(?:{_IN_QUOTES}[^"{re.escape(c)}]*+)*+', re.DOTALL)
-    for c in (":", "[", *DELIMITERS)
-}
-_CELLS = {
-    d: re.compile(
-        f'([^"{re.escape(d)}]*+(?:{_IN_QUOTES}[^"{re.escape(d)}]*+)*+)({re.escape(d)}?)', re.DOTALL
-    )
-    for d in DELIMITERS
-}
 _SCALAR = (2,)
-_LINE_BREAK = re.compile("\n( *)")
 # Parsed headers by line content, for strict and non-strict decoding (bounded).
 _HEADERS: dict[bool, dict[str, Any]] = {True: {}, False: {}}
 
 # A parsed header: key, length, keyed, delimiter, fields, rest, object builder, width,
 # a regex matching a row of quoted and plain cells, and the fast row path learned from
-# the first row: [] (not yet), [None, None, False] (none) or what _fast_row returns.
+# a row (see fast_row): [] before any row, then [regex, builder, tail, 0] or
+# [None, None, False, n] when there is none yet (n > 0: rows left to learn from).
 _Header = tuple[str | None, int, bool, str, Any, str, Any, int, Any, list[Any]]
-_QUOTED_CELL = '("[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+")'
-_ROW_CELL = {d: f'("[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+"|[^"{re.escape(d)}]*+)' for d in DELIMITERS}
-
-
-def _find_unquoted(text: str, char: str) -> int:
-    """Index of the first ``char`` outside double quotes, or -1."""
-    if '"' not in text:
-        return text.find(char)
-    end = _UNQUOTED_PREFIX[char].match(text).end()  # type: ignore[union-attr]
-    return end if end < len(text) else -1
-
-
-def _split_cells(text: str, delim: str) -> list[str]:
-    if '"' not in text:
-        return text.split(delim)
-    pairs = _CELLS[delim].findall(text)
-    if len(pairs) > 1 and not pairs[-2][1]:
-        pairs.pop()  # the empty match findall reports at the end of the text
-    return [cell for cell, _ in pairs]
-
-
-def _materialize(fields: tuple[Any, ...], cells: Iterator[Any]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for name, nested in fields:
-        obj[name] = next(cells) if nested is None else _materialize(nested, cells)
-    return obj
-
-
-def _builder(
-    fields: tuple[Any, ...], quoted: frozenset[int] = frozenset()
-) -> tuple[Callable[[Any], dict[str, Any]], int]:
-    """Compile a field list into a function building one object from row cells.
-
-    Cells whose index is in ``quoted`` are raw quoted tokens, decoded on the way.
-    The generated source only contains integers (names are looked up in a tuple),
-    so a field list cannot inject code. Returns the function and the row width.
-    """
-    names: list[str] = []
-
-    def expr(fields: tuple[Any, ...], pos: int, level: int) -> tuple[str, int]:
-        if level > 16:
-            raise RecursionError
-        parts = []
-        for name, nested in fields:
-            names.append(name)
-            if nested is None:
-                cell = f"S(c[{pos}], 1, False)[0]" if pos in quoted else f"c[{pos}]"
-                parts.append(f"N[{len(names) - 1}]: {cell}")
-                pos += 1
-            else:
-                key = len(names) - 1
-                sub, pos = expr(nested, pos, level + 1)
-                parts.append(f"N[{key}]: {sub}")
-        return "{" + ", ".join(parts) + "}", pos
-
-    try:
-        body, width = expr(fields, 0, 0)
-        if width <= 256:
-            scope = {"N": tuple(names), "S": _scanstring}
-            return eval(f"lambda c: {body}", scope), width  # noqa: S307
-    except RecursionError:
-        pass
-    width = sum(1 for _ in _leaves(fields))
-    return lambda cells: _materialize(fields, iter(cells)), width
-
-
-def _fast_row(kinds: list[str], delim: str, fields: tuple[Any, ...]) -> list[Any]:
-    """A fast path for rows whose cells have the given kinds: [regex, builder, tail].
-
-    Kinds: "q" for a quoted token, "p" for a plain string (not a keyword or a number,
-    no surrounding spaces; in the first column also no colon, which would end the
-    table). When only the last cell is quoted (``tail``), the regex matches the plain
-    cells and their delimiters and the caller decodes the last cell with the JSON
-    scanner; otherwise it matches the whole row and the builder decodes quoted cells.
-    A row that does not fit takes the general path.
-    """
-    d = re.escape(delim)
-    cells = []
-    for k, kind in enumerate(kinds):
-        if kind == "q":
-            cells.append(_QUOTED_CELL)
-        else:
-            stop = d if k else d + ":"  # a colon in the first cell ends the table
-            keyword = f"(?!(?:true|false|null)(?:{d}|\\Z))"
-            cells.append(f'{keyword}([^"\\-0-9 \\[{stop}][^"{stop}]*+)(?<! )')
-    quoted = frozenset(k for k, kind in enumerate(kinds) if kind == "q")
-    if quoted == {len(kinds) - 1}:
-        prefix = "".join(cell + d for cell in cells[:-1]) + '(?=")'
-        return [re.compile(prefix, re.DOTALL), _builder(fields)[0], True]
-    return [re.compile(d.join(cells), re.DOTALL), _builder(fields, quoted)[0], False]
-
-
-def _cell_kind(cell: str, first: bool) -> str | None:
-    if len(cell) >= 2 and cell[0] == '"' and cell[-1] == '"':
-        return "q"
-    if (
-        cell
-        and cell[0] not in _NOT_PLAIN
-        and cell[-1] != " "
-        and cell not in _LITERALS
-        and '"' not in cell
-        and not (first and ":" in cell)
-    ):
-        return "p"
-    return None
-
-
-def _leaves(fields: tuple[Any, ...]) -> Iterator[str]:
-    for name, nested in fields:
-        if nested is None:
-            yield name
-        else:
-            yield from _leaves(nested)
-
-
-def _prepare(
-    text: str, indent: int, strict: bool
-) -> tuple[list[str], list[int], list[int] | None, dict[int, int]]:
-    """Split into (contents, depths, line numbers or None, blank-line map).
-
-    The fast path splits once on newline-plus-indentation, so each line's content and
-    indentation come out of one C call. Documents with CR, tabs before content,
-    comments, blank lines or (strict) uneven indentation take the slow path.
-    """
-    if "\r" not in text:
-        parts = _LINE_BREAK.split(text)
-        body = parts[0::2]
-        pads = parts[1::2]
-        if body[-1] == "" and pads and pads[-1] == "":  # a final newline
-            body.pop()
-            pads.pop()
-        first = body[0]
-        body[0] = first.lstrip(" ")
-        pads.insert(0, first[: len(first) - len(body[0])])
-        if "" not in body:
-            firsts = "".join(map(itemgetter(0), body))
-            if "#" not in firsts and "\t" not in firsts:  # no comment or tab-indented line
-                if " " in "".join(map(itemgetter(-1), body)):
-                    body = list(map(str.rstrip, body, repeat(" ")))
-                try:
-                    depths = list(map(_Levels(indent, strict).__getitem__, pads))
-                except _UnevenIndent:
-                    pass  # the slow path reports the line
-                else:
-                    return body, depths, None, {}
-    raw = text.split("\n")
-    if raw[-1] == "":
-        raw.pop()
-    return _prepare_slow(raw, indent, strict)
-
-
-class _UnevenIndent(Exception):
-    pass
-
-
-class _Levels(dict[str, int]):
-    """Depth of an indentation string, computed once per distinct indentation."""
-
-    def __init__(self, indent: int, strict: bool) -> None:
-        super().__init__()
-        self.indent = indent
-        self.strict = strict
-
-    def __missing__(self, pad: str) -> int:
-        if self.strict and len(pad) % self.indent:
-            raise _UnevenIndent
-        depth = self[pad] = len(pad) // self.indent
-        return depth
-
-
-def _prepare_slow(
-    raw: list[str], indent: int, strict: bool
-) -> tuple[list[str], list[int], list[int] | None, dict[int, int]]:
-    contents: list[str] = []
-    depths: list[int] = []
-    numbers: list[int] = []
-    blanks: dict[int, int] = {}
-    blank = 0
-    for number, source in enumerate(raw, 1):
-        if source.endswith("\r"):
-            source = source[:-1]
-        stripped = source.lstrip(" ")
-        if stripped.startswith("#"):
-            continue  # comment line
-        content = stripped.rstrip(" ")
-        if not content or (not strict and not content.strip(" \t")):
-            blank = blank or number
-            continue
-        spaces = len(source) - len(stripped)
-        if content[0] == "\t":
-            if strict:
-                raise ToonDecodeError("Tabs are not allowed in indentation", number)
-            run = len(content) - len(content.lstrip(" \t"))
-            spaces += content.count(" ", 0, run)
-            depth = content.count("\t", 0, run) + spaces // indent
-            content = content[run:]
-        else:
-            if strict and spaces % indent:
-                raise ToonDecodeError(
-                    f"Indentation of {spaces} spaces is not a multiple of {indent}", number
-                )
-            depth = spaces // indent
-        if blank and strict:
-            blanks[len(contents)] = blank
-        blank = 0
-        contents.append(content)
-        depths.append(depth)
-        numbers.append(number)
-    return contents, depths, numbers, blanks
 
 
 class _Decoder:
@@ -330,7 +115,7 @@ class _Decoder:
 
     def quoted(self, tok: str, i: int) -> str:
         try:
-            value, end = _scanstring(tok, 1, False)
+            value, end = scanstring(tok, 1, False)
         except ValueError as exc:
             reason = "Unterminated string" if "Unterminated" in str(exc) else "Invalid escape"
             raise self.error(reason, i) from None
@@ -347,7 +132,7 @@ class _Decoder:
     def cell(self, tok: str, i: int) -> Any:
         if tok[:1] == '"' and tok[-1] == '"':
             try:
-                value, end = _scanstring(tok, 1, False)
+                value, end = scanstring(tok, 1, False)
             except ValueError:
                 end = -1
             if end == len(tok) and not self.escapes:
@@ -363,10 +148,10 @@ class _Decoder:
             if values is not None:
                 return values
         cell = self.cell
-        literal = _LITERALS.get
+        literal = LITERALS.get
         return [
-            literal(c, c) if c and c[0] not in _NOT_PLAIN and c[-1] != " " else cell(c, i)
-            for c in _split_cells(text, delim)
+            literal(c, c) if c and c[0] not in NOT_PLAIN and c[-1] != " " else cell(c, i)
+            for c in split_cells(text, delim)
         ]
 
     def quoted_row(self, row: str, delim: str, i: int) -> list[Any] | None:
@@ -381,7 +166,7 @@ class _Decoder:
         while True:
             if row.startswith('"', pos):
                 try:
-                    value, end = _scanstring(row, pos + 1, False)
+                    value, end = scanstring(row, pos + 1, False)
                 except ValueError:
                     return None
                 if self.escapes and _JSON_ONLY.search(row, pos, end) is not None:
@@ -397,8 +182,8 @@ class _Decoder:
                 tok = row[pos:] if nxt < 0 else row[pos:nxt]
                 if '"' in tok or (not pos and ":" in tok):
                     return None
-                if tok and tok[0] not in _NOT_PLAIN and tok[-1] != " ":
-                    out.append(_LITERALS.get(tok, tok))
+                if tok and tok[0] not in NOT_PLAIN and tok[-1] != " ":
+                    out.append(LITERALS.get(tok, tok))
                 else:
                     out.append(self.prim(tok.strip(" "), i))
                 if nxt < 0:
@@ -409,7 +194,7 @@ class _Decoder:
 
     def classify(self, content: str, i: int) -> tuple[Any, ...]:
         """(0, header) | (1, key, rest) | (2,) for a scalar line."""
-        colon = _find_unquoted(content, ":")
+        colon = find_unquoted(content, ":")
         if content.startswith('"'):
             m = _QUOTED.match(content)
             if m is None:
@@ -423,7 +208,7 @@ class _Decoder:
             if after[0] != ":":
                 raise self.error("Unexpected characters after closing quote", i)
             return 1, self.quoted(content[:end], i), after[1:].strip(" ")
-        bracket = _find_unquoted(content, "[")
+        bracket = find_unquoted(content, "[")
         if 0 <= bracket < colon:
             return 0, self.header(content, bracket, i)
         if colon >= 0:
@@ -455,9 +240,9 @@ class _Decoder:
         build = row_re = None
         width = 0
         if fields is not None:
-            build, width = _builder(fields)
+            build, width = builder(fields)
             if width <= 64:
-                cell = _ROW_CELL[delim]
+                cell = ROW_CELL[delim]
                 row_re = re.compile(cell + (re.escape(delim) + cell) * (width - 1), re.DOTALL)
         key_text = content[:bracket]
         key = self.key(key_text, i) if key_text else None
@@ -566,21 +351,29 @@ class _Decoder:
             if known is not None:
                 key, value = known
             elif (m := match(content)) is not None:
-                key, rest = m.groups()
+                key = m.group(1)
+                at = m.start(2)
+                if content[at : at + 1] == '"':  # decoded in place: no copy of the value
+                    try:
+                        value, end = scanstring(content, at + 1, False)
+                    except ValueError:
+                        end = -1
+                    if end != len(content) or escapes:
+                        value = self.quoted(content[at:], line)
+                    if len(content) <= 64:
+                        seen[content] = (key, value)
+                    if strict and key in obj:
+                        raise self.error(f"Duplicate key {key!r}", line)
+                    obj[key] = value
+                    continue
+                rest = content[at:]
                 if not rest:
                     self.i = i
                     value = self.field_value(rest, line, depth)
                     i = self.i
                 else:
-                    if rest[0] not in _NOT_PLAIN:
-                        value = _LITERALS.get(rest, rest)
-                    elif rest[0] == '"':
-                        try:
-                            value, end = _scanstring(rest, 1, False)
-                        except ValueError:
-                            end = -1
-                        if end != len(rest) or escapes:
-                            value = self.quoted(rest, line)
+                    if rest[0] not in NOT_PLAIN:
+                        value = LITERALS.get(rest, rest)
                     elif rest == "[]":
                         value = []
                     else:
@@ -699,11 +492,11 @@ class _Decoder:
                     value = self.field_value(rest, line, inner)
                     i = self.i
                 else:
-                    if rest[0] not in _NOT_PLAIN:
-                        value = _LITERALS.get(rest, rest)
+                    if rest[0] not in NOT_PLAIN:
+                        value = LITERALS.get(rest, rest)
                     elif rest[0] == '"':
                         try:
-                            value, end = _scanstring(rest, 1, False)
+                            value, end = scanstring(rest, 1, False)
                         except ValueError:
                             end = -1
                         if end != len(rest) or escapes:
@@ -733,21 +526,29 @@ class _Decoder:
                 if known is not None:
                     key, value = known
                 elif (m := match(content)) is not None:
-                    key, rest = m.groups()
+                    key = m.group(1)
+                    at = m.start(2)
+                    if content[at : at + 1] == '"':  # decoded in place: no copy of the value
+                        try:
+                            value, end = scanstring(content, at + 1, False)
+                        except ValueError:
+                            end = -1
+                        if end != len(content) or escapes:
+                            value = self.quoted(content[at:], line)
+                        if len(content) <= 64:
+                            seen[content] = (key, value)
+                        if strict and key in obj:
+                            raise self.error(f"Duplicate key {key!r}", line)
+                        obj[key] = value
+                        continue
+                    rest = content[at:]
                     if not rest:
                         self.i = i
                         value = self.field_value(rest, line, inner)
                         i = self.i
                     else:
-                        if rest[0] not in _NOT_PLAIN:
-                            value = _LITERALS.get(rest, rest)
-                        elif rest[0] == '"':
-                            try:
-                                value, end = _scanstring(rest, 1, False)
-                            except ValueError:
-                                end = -1
-                            if end != len(rest) or escapes:
-                                value = self.quoted(rest, line)
+                        if rest[0] not in NOT_PLAIN:
+                            value = LITERALS.get(rest, rest)
                         elif rest == "[]":
                             value = []
                         else:
@@ -803,9 +604,13 @@ class _Decoder:
         C = self.C
         D = self.D
         cell = self.cell
-        literal = _LITERALS.get
+        literal = LITERALS.get
         _, length, _, delim, fields, _, build, width, row_re, fast = header
-        fast_re, fast_build, tail = fast if fast and not self.escapes else (None, None, False)
+        fast_re = fast_build = None
+        tail = False
+        if fast and fast[0] is not None and not self.escapes:
+            fast_re, fast_build, tail, _ = fast
+        learn = not self.escapes and width <= 64 and fast_re is None and (not fast or fast[3])
         out: list[Any] = []
         started = False
         i = self.i
@@ -819,7 +624,7 @@ class _Decoder:
             if fast_re is not None and (m := fast_re.match(row)) is not None:
                 try:
                     if tail:
-                        value, end = _scanstring(row, m.end() + 1, False)
+                        value, end = scanstring(row, m.end() + 1, False)
                         obj = fast_build(m.groups() + (value,)) if end == len(row) else None
                     else:
                         obj = fast_build(m.groups()) if m.end() == len(row) else None
@@ -847,9 +652,9 @@ class _Decoder:
                 if ":" in first and first[0] != '"':
                     break
             else:
-                cells = _split_cells(row, delim)
+                cells = split_cells(row, delim)
                 first = cells[0]
-                if ":" in first and _find_unquoted(first, ":") >= 0:
+                if ":" in first and find_unquoted(first, ":") >= 0:
                     break
             if self.blanks:
                 if self.spans and i in self.blanks:
@@ -863,19 +668,22 @@ class _Decoder:
                 build(
                     [
                         literal(c, c)
-                        if c and c[0] not in _NOT_PLAIN and c[-1] != " "
+                        if c and c[0] not in NOT_PLAIN and c[-1] != " "
                         else cell(c, i)
                         for c in cells
                     ]
                 )
             )
-            if not fast and not self.escapes and width <= 64:
-                kinds = [_cell_kind(c, not k) for k, c in enumerate(cells)]
-                if None in kinds or "q" not in kinds:
-                    fast[:] = [None, None, False]
-                else:
-                    fast[:] = _fast_row(kinds, delim, fields)  # type: ignore[arg-type]
-                    fast_re, fast_build, tail = fast
+            if learn:
+                kinds = [cell_kind(c, not k) for k, c in enumerate(cells)]
+                if "q" in kinds and None not in kinds:
+                    fast[:] = fast_row(kinds, delim, fields)  # type: ignore[arg-type]
+                    fast_re, fast_build, tail, _ = fast
+                    learn = False
+                else:  # retry on a few more rows while they are all plain
+                    tries = 0 if None in kinds else (fast[3] if fast else 16) - 1
+                    fast[:] = [None, None, False, tries]
+                    learn = tries > 0
             i += 1
         self.i = i
         self.spans -= started
@@ -907,7 +715,7 @@ class _Decoder:
                 self.spans += 1
             count += 1
             content = C[i]
-            colon = _find_unquoted(content, ":")
+            colon = find_unquoted(content, ":")
             if colon < 0:
                 raise self.error("Expected 'key: values' entry row", i)
             key = self.key(content[:colon], i)
@@ -940,9 +748,18 @@ def loads(text: str | bytes | bytearray, *, indent: int = 2, strict: bool = True
     check_indent(indent)
     if text.startswith("\ufeff"):
         text = text[1:]
-    escapes = _JSON_ONLY.search(text) is not None
-    decoder = _Decoder(*_prepare(text, indent, strict), strict, escapes)
+    # The decoder makes many short-lived tuples but no reference cycles: on a large
+    # document, collections triggered by them would repeatedly walk the growing result,
+    # so the cyclic collector is paused (and restored) while decoding.
+    pause = len(text) > 65536 and gc.isenabled()
+    if pause:
+        gc.disable()
     try:
+        escapes = _JSON_ONLY.search(text) is not None
+        decoder = _Decoder(*split_lines(text, indent, strict), strict, escapes)
         return decoder.document()
     except RecursionError:
         raise ToonDecodeError("Document is nested too deeply to decode") from None
+    finally:
+        if pause:
+            gc.enable()
