@@ -58,9 +58,10 @@ def test_sigkill_mid_save_never_leaves_a_torn_file(tmp_path: Path) -> None:
         text = (d / "victim_chat.toon").read_text()
         assert toon_format.decode(text)["messages"] == messages
         assert [r["id"] for r in fresh.list_sessions()] == ["victim"]
-    leftovers = list(d.glob(".*.tmp"))
+    leftovers = list(d.glob(".tmp/*.tmp"))
     SessionManager(d).append_messages("victim", [{"role": "user", "content": "after"}])
-    assert not list(d.glob(".victim_chat.toon.*.tmp")), leftovers
+    assert not list(d.glob(".tmp/victim_chat.toon.*.tmp")), leftovers
+    assert not [p for p in d.iterdir() if p.is_file() and p.name.endswith(".tmp")]
 
 
 def test_concurrent_appends_from_processes_lose_nothing(tmp_path: Path) -> None:

@@ -283,7 +283,8 @@ def test_save_that_extends_a_newer_version_is_allowed(sm: SessionManager) -> Non
 def test_stale_temp_files_are_cleaned_and_never_listed(sm: SessionManager) -> None:
     sm.save_session("s", MESSAGES)
     d = Path(sm.location)
-    tmp = d / ".s_chat.toon.99999.0.tmp"
+    (d / ".tmp").mkdir(exist_ok=True)
+    tmp = d / ".tmp" / "s_chat.toon.99999.0.tmp"
     tmp.write_text("torn")
     assert [r["id"] for r in sm.list_sessions()] == ["s"]
     sm.append_messages("s", [{"role": "user", "content": "x"}])

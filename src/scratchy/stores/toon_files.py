@@ -19,14 +19,14 @@ The header comes first so that listing reads only the top of each file, and ``me
 always the last key, encoded as list items, so that an append re-uses the encoded text of the
 messages already stored (I/O and CPU proportional to the file, but no re-encoding).
 
-Every write goes to a temporary file in the same directory (``.<id>_chat.toon.<pid>.<n>.tmp``,
+Every write goes to a temporary file (``<dir>/.tmp/<id>_chat.toon.<pid>.<n>.tmp``,
 mode 0600), is flushed and fsynced, renamed over the session file with ``os.replace`` and the
 directory is fsynced: a process killed at any instant leaves the old or the new file. Writers of
 one session are serialised by a ``filelock`` lock in ``<dir>/.locks/``; leftover temporary files
 of a killed writer are removed by the next writer of that session (they are never listed).
 
 Files written by the original Scratchy (JSON in a ``.toon`` file) are read too, and become TOON
-on the next write. A ``.catalog.json`` file caches the headers for fast listing; each entry is
+on the next write. ``<dir>/.index/catalog.json`` caches the headers for fast listing; each entry is
 checked against the file's (inode, size, mtime), so a stale or missing catalog is rebuilt, never
 trusted blindly.
 """
@@ -72,6 +72,7 @@ FORMAT = "scratchy-session/1"
 SUFFIX = "_chat.toon"
 CATALOG = "catalog.json"
 INDEX_DIR = ".index"
+TMP_DIR = ".tmp"
 TRASH_DIR = ".trash"
 LOCK_TIMEOUT = 30.0
 _MESSAGES_LINE = re.compile(r"^messages\[(\d+)\]:[ \t]*$", re.M)
@@ -390,9 +391,11 @@ class TOONFileStore:
         return info
 
     def _atomic_write(self, path: Path, data: bytes) -> tuple[int, int, int]:
-        for stale in self.directory.glob(f".{path.name}.*.tmp"):
+        tmp_dir = self.directory / TMP_DIR  # same file system, so os.replace stays atomic
+        tmp_dir.mkdir(mode=0o700, exist_ok=True)
+        for stale in tmp_dir.glob(f"{path.name}.*.tmp"):
             stale.unlink(missing_ok=True)  # left by a killed writer; we hold the lock
-        tmp = self.directory / f".{path.name}.{os.getpid()}.{next(_counter)}.tmp"
+        tmp = tmp_dir / f"{path.name}.{os.getpid()}.{next(_counter)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             with open(fd, "wb", closefd=True) as f:
