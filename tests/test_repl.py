@@ -316,3 +316,28 @@ def test_fork_search_compact_and_multiline(cwd: Path) -> None:
     t.close()
     sm = SessionManager(cwd / "scratchy" / "session_history")
     assert len(sm.load_session("main")) == 5 and len(sm.load_session("side")) == 7
+
+
+def test_markdown_is_rendered_on_a_real_terminal(cwd: Path) -> None:
+    model = _script(cwd, ["Here is **bold** and a list:\n\n- one\n- two"])
+    env = dict(os.environ, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm-256color", SCRATCHY_MODEL=model)
+    env.pop("NO_COLOR", None)
+    child = pexpect.spawn(
+        sys.executable,
+        [str(RUN_AGENT)],
+        cwd=str(cwd),
+        env=env,
+        encoding="utf-8",
+        timeout=20,
+        dimensions=(40, 100),
+    )
+    child.expect_exact("You:")
+    time.sleep(0.1)
+    child.sendline("show me")
+    child.expect(r"•(\x1b\[[0-9;]*m)* two")
+    time.sleep(0.2)
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    screen = ANSI.sub("", child.before)
+    assert "**bold**" not in screen and "Here is bold and a list:" in screen
+    assert "\x1b[1m" in child.before  # bold is drawn as bold

@@ -45,3 +45,57 @@ def format_transcript(messages: list[Message]) -> str:
             fn = call.get("function", {})
             lines.append(f"  ⚙ {call_summary(fn.get('name', '?'), fn.get('arguments', ''))}")
     return "\n".join(lines)
+
+
+class ReplyStream:
+    """Shows one streamed reply: live-rendered Markdown on a capable terminal, plain text as it
+    arrives elsewhere (dumb terminals, pipes), so transcripts stay exact."""
+
+    def __init__(self, console: Any, label: str) -> None:
+        self.console = console
+        self.label = label
+        self.text = ""
+        self.markdown = console.is_terminal and not console.is_dumb_terminal
+        self._live: Any = None
+        self._last = 0.0
+
+    def add(self, delta: str) -> None:
+        """Show more of the reply."""
+        import time
+
+        if not self.text and not self._live:
+            self._start()
+        self.text += delta
+        if not self.markdown:
+            self.console.print(delta, end="", markup=False)
+        elif time.monotonic() - self._last > 0.05:  # redraw at most 20 times a second
+            self._last = time.monotonic()
+            self._live.update(self._render(), refresh=True)
+
+    def _start(self) -> None:
+        if not self.markdown:
+            self.console.print(self.label, end="", markup=False)
+            return
+        from rich.live import Live
+
+        self._live = Live(console=self.console, auto_refresh=False, vertical_overflow="visible")
+        self._live.start()
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.markdown import Markdown
+        from rich.text import Text
+
+        return Group(Text(self.label.rstrip(), style="bold green"), Markdown(self.text))
+
+    def close(self, final: str | None = None) -> None:
+        """End the reply (``final`` is shown when nothing was streamed)."""
+        if final is not None and not self.text:
+            self.add(final)
+        if self._live is not None:
+            self._live.update(self._render(), refresh=True)
+            self._live.stop()
+            self._live = None
+        elif self.text or final is not None:
+            self.console.print()
+        self.text = ""

@@ -22,7 +22,7 @@ from ..agent import Agent, FinalEvent, ToolCallEvent, ToolResultEvent
 from ..errors import ScratchyError
 from ..providers.base import TextDelta
 from ..sessions import SessionManager
-from .render import call_summary, short
+from .render import ReplyStream, call_summary, short
 
 
 class Repl:
@@ -181,13 +181,10 @@ class Repl:
         except asyncio.CancelledError:
             if not self._turn.cancelled():
                 raise
-            self.console.print()
             self.error("⏹ Cancelled. The session is saved; the partial answer was dropped.")
         except ScratchyError as exc:
-            self.console.print()
             self.error(f"Error: {exc}")
         except Exception as exc:
-            self.console.print()
             if self.debug:
                 self.err.print_exception()
             self.error(f"{type(exc).__name__}: {exc}")
@@ -197,33 +194,26 @@ class Repl:
             self._turn = None
 
     async def _stream(self, text: str) -> None:
-        label = f"[{self.session_id}] 🤖 Assistant: "
-        started = False
-        async for event in self.agent.stream(text, session_id=self.session_id):
-            if isinstance(event, TextDelta):
-                if not started:
-                    self.console.print(label, end="", markup=False)
-                    started = True
-                self.console.print(event.text, end="", markup=False)
-            elif isinstance(event, ToolCallEvent):
-                if started:
-                    self.console.print()
-                    started = False
-                self.console.print(
-                    f"  [cyan]⚙ {escape(call_summary(event.name, event.arguments))}[/cyan]"
-                )
-            elif isinstance(event, ToolResultEvent):
-                style = "red" if event.is_error else "dim"
-                lines = event.content.count("\n") + 1
-                more = f" (+{lines - 1} lines)" if lines > 1 else ""
-                self.console.print(
-                    f"  [{style}]↳ {escape(short(event.content, 90))}{more}[/{style}]"
-                )
-            elif isinstance(event, FinalEvent):
-                if not started:
-                    self.console.print(label, end="", markup=False)
-                    self.console.print(event.text, end="", markup=False)
-                self.console.print()
+        reply = ReplyStream(self.console, f"[{self.session_id}] 🤖 Assistant: ")
+        try:
+            async for event in self.agent.stream(text, session_id=self.session_id):
+                if isinstance(event, TextDelta):
+                    reply.add(event.text)
+                elif isinstance(event, ToolCallEvent):
+                    reply.close()
+                    summary = escape(call_summary(event.name, event.arguments))
+                    self.console.print(f"  [cyan]⚙ {summary}[/cyan]")
+                elif isinstance(event, ToolResultEvent):
+                    style = "red" if event.is_error else "dim"
+                    lines = event.content.count("\n") + 1
+                    more = f" (+{lines - 1} lines)" if lines > 1 else ""
+                    self.console.print(
+                        f"  [{style}]↳ {escape(short(event.content, 90))}{more}[/{style}]"
+                    )
+                elif isinstance(event, FinalEvent):
+                    reply.close(event.text)
+        finally:
+            reply.close()
 
 
 def build_agent(*, model: str | None, directory: str | None, approve: str) -> Agent:
