@@ -75,9 +75,7 @@ class Repl:
 
         history: Any
         try:
-            path = Path(
-                os.environ.get("SCRATCHY_HISTORY_FILE") or Path.home() / ".scratchy_history"
-            )
+            path = Path(os.environ.get("SCRATCHY_HISTORY_FILE") or _data_dir() / "history")
             path.parent.mkdir(parents=True, exist_ok=True)
             history = FileHistory(str(path))
         except OSError:
@@ -214,6 +212,12 @@ class Repl:
                     reply.close(event.text)
         finally:
             reply.close()
+
+
+def _data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("scratchy", appauthor=False))
 
 
 def build_agent(*, model: str | None, directory: str | None, approve: str) -> Agent:
