@@ -23,7 +23,8 @@ from .base import SearchHit
 if TYPE_CHECKING:
     from .toon_files import TOONFileStore
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_ROWS_PER_DOC = 1 << 24  # message rowids of a session: doc * 2**24 + index
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
@@ -78,7 +79,11 @@ class FileSearchIndex:
                 DROP TABLE IF EXISTS docs;
                 DROP TABLE IF EXISTS meta;
                 DROP TABLE IF EXISTS msgs;
-                CREATE TABLE docs (session_id TEXT PRIMARY KEY, version TEXT NOT NULL);
+                CREATE TABLE docs (
+                    doc INTEGER PRIMARY KEY AUTOINCREMENT,
+                    session_id TEXT UNIQUE NOT NULL,
+                    version TEXT NOT NULL
+                );
                 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
                 CREATE VIRTUAL TABLE msgs USING fts5(
                     content, session_id UNINDEXED, idx UNINDEXED, role UNINDEXED,
@@ -106,26 +111,30 @@ class FileSearchIndex:
             changed = [sid for sid, version in live.items() if indexed.get(sid) != version]
             gone = [sid for sid in indexed if sid not in live]
             for sid in gone:
-                db.execute("DELETE FROM msgs WHERE session_id=?", (sid,))
-                db.execute("DELETE FROM docs WHERE session_id=?", (sid,))
+                self._drop(db, sid)
             count = 0
             for sid in changed:
                 try:
                     stored = self.store.load(sid)
                 except SessionError:
                     continue
-                db.execute("DELETE FROM msgs WHERE session_id=?", (sid,))
-                db.execute("DELETE FROM docs WHERE session_id=?", (sid,))
+                if sid in indexed:
+                    self._drop(db, sid)
                 if stored is None:
                     continue
+                doc = db.execute(
+                    "INSERT INTO docs (session_id, version) VALUES (?, ?)",
+                    (sid, stored.info.version),
+                ).lastrowid
+                base = int(doc or 0) * _ROWS_PER_DOC
                 db.executemany(
-                    "INSERT INTO msgs (content, session_id, idx, role) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO msgs (rowid, content, session_id, idx, role) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     (
-                        (message_text(m), sid, i, m.get("role", ""))
-                        for i, m in enumerate(stored.messages)
+                        (base + i, message_text(m), sid, i, m.get("role", ""))
+                        for i, m in enumerate(stored.messages[: _ROWS_PER_DOC - 1])
                     ),
                 )
-                db.execute("INSERT INTO docs VALUES (?, ?)", (sid, stored.info.version))
                 count += 1
             # Trust an unchanged directory time next time only when it is not within the
             # file system's timestamp granularity of now (two writes in one tick look alike).
@@ -135,6 +144,16 @@ class FileSearchIndex:
             )
             db.commit()
             return count
+
+    @staticmethod
+    def _drop(db: sqlite3.Connection, session_id: str) -> None:
+        row = db.execute("SELECT doc FROM docs WHERE session_id=?", (session_id,)).fetchone()
+        if row is not None:
+            base = row[0] * _ROWS_PER_DOC
+            db.execute(
+                "DELETE FROM msgs WHERE rowid >= ? AND rowid < ?", (base, base + _ROWS_PER_DOC)
+            )
+            db.execute("DELETE FROM docs WHERE doc=?", (row[0],))
 
     def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
         """Messages matching every word of ``query``, best first (BM25)."""
