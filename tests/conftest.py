@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["tests.servers"]
+
 
 def _free_port() -> int:
     with socket.socket() as sock:

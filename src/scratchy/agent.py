@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from . import messages as msgs
-from .errors import MaxTurnsExceeded, ModelBehaviorError, UsageError
+from .errors import MaxTurnsExceeded, ModelBehaviorError, SessionConflictError, UsageError
 from .messages import Message
 from .providers.base import ModelResponse, Provider, TextDelta
 from .sessions import SessionManager
@@ -334,10 +334,12 @@ class Agent:
         else:
             new = session.messages[session._synced :]
             if not session._synced and new and new[0].get("role") == "system":
-                current = store.info(sid)  # created meanwhile by another process?
-                if current is not None and current.message_count:
-                    new = new[1:]
-            info = store.append(sid, new, metadata=session.metadata)
+                try:  # our system prompt goes first only if nobody else started the session
+                    info = store.append(sid, new, expected_count=0, metadata=session.metadata)
+                except SessionConflictError:
+                    info = store.append(sid, new[1:], metadata=session.metadata)
+            else:
+                info = store.append(sid, new, metadata=session.metadata)
             if info.message_count != len(session.messages):  # another process added messages
                 stored = store.load(sid)
                 if stored is not None:

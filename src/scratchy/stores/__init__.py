@@ -13,7 +13,13 @@ from .base import SessionInfo, SessionStore, StoredSession, validate_session_id
 
 __all__ = ["SessionInfo", "SessionStore", "StoredSession", "store_for_url", "validate_session_id"]
 
-BACKENDS: dict[str, str] = {}
+BACKENDS: dict[str, str] = {
+    "sqlite": ".sqlite:SQLiteStore",
+    "redis": ".redis:RedisStore",
+    "rediss": ".redis:RedisStore",
+    "postgresql": ".postgres:PostgresStore",
+    "postgres": ".postgres:PostgresStore",
+}
 """URL scheme -> ``module:Class`` of the backend serving it."""
 
 

@@ -470,6 +470,7 @@ class TOONFileStore:
                     expected=0,
                     actual=-1,
                 )
+            os.utime(found[0])  # a new version: the content is back, after a deletion
             os.replace(found[0], path)
             _fsync_dir(self.directory)
             cached = self._current(session_id, path)
