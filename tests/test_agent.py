@@ -10,7 +10,7 @@ import pytest
 
 from scratchy import Agent, SessionManager, tool
 from scratchy.agent import FinalEvent, ToolCallEvent, ToolResultEvent
-from scratchy.errors import MaxTurnsExceeded, ProviderError, UsageError
+from scratchy.errors import MaxTurnsExceeded, ProviderError, SessionConflictError, UsageError
 from scratchy.history import validate
 from scratchy.providers.base import TextDelta
 from scratchy.testing import FakeProvider, UnexpectedModelCall
@@ -270,6 +270,8 @@ async def test_two_agents_share_a_session_without_losing_messages(tmp_path: Path
     contents = [m["content"] for m in SessionManager(d).load_session("shared")]
     assert contents[1:] == ["from a", "a1", "from b", "b1", "a again", "a2"]
     assert b.get_session("shared").messages[0]["role"] == "system"  # one system prompt
+    usage = SessionManager(d).session_info("shared").metadata["usage"]
+    assert usage["output_tokens"] == 3  # both processes' token counts add up
 
 
 async def test_docs_manual_save_and_slice_stay_valid(sm: SessionManager) -> None:
@@ -319,3 +321,33 @@ async def test_autosave_off_keeps_sessions_in_memory(tmp_path: Path, monkeypatch
     await agent.chat("hi")
     assert not (tmp_path / "scratchy").exists()
     assert json.dumps(agent.get_session().messages)
+
+
+async def test_guide_reassignment_then_another_process_appends(tmp_path: Path) -> None:
+    """``session.messages = sm.load_session(...)`` and then another writer: nothing is lost."""
+    from scratchy.stores.toon_files import TOONFileStore
+
+    d = tmp_path / "s"
+    sm = SessionManager(d)
+    sm.save_session(
+        "p",
+        [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "1"},
+            {"role": "assistant", "content": "one"},
+        ],
+    )
+    agent = Agent(provider=FakeProvider(["two"]), session_manager=sm)
+    session = agent.get_session("p")
+    session.messages = sm.load_session("p")  # the guide's Session Persistence pattern
+    other = SessionManager(store=TOONFileStore(d))
+    other.append_messages("p", [{"role": "user", "content": "from elsewhere"}])
+    await agent.chat("2", session_id="p")
+    contents = [m["content"] for m in sm.load_session("p")]
+    assert contents == ["sys", "1", "one", "from elsewhere", "2", "two"]
+    assert [m["content"] for m in session.messages] == contents
+    # a real divergence (cleared here, appended there) is reported, not silently merged
+    session.clear()
+    other.append_messages("p", [{"role": "user", "content": "again elsewhere"}])
+    with pytest.raises(SessionConflictError):
+        agent.save(session)

@@ -154,14 +154,15 @@ def test_export_redacts_secrets(tmp_path: Path) -> None:
             "OPENAI_API_KEY=sk-12345678901234567890\n"
             "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.abc.def\n"
             "db: postgresql://bob:hunter2@db.local/app\n"
+            "cache: redis://:s3cretpw@cache:6379/0\n"
             "password = 'p@ss w0rd'",
         },
     ]
     SessionManager().save_session("secret", secret_chat)
     out = run("sessions", "export", "secret", "--redact").output
-    for leaked in ("abcdefghijklmnop", "1234567890123", "eyJhbGci", "hunter2", "p@ss"):
+    for leaked in ("abcdefghijklmnop", "1234567890123", "eyJhbGci", "hunter2", "p@ss", "s3cret"):
         assert leaked not in out
-    assert out.count("[REDACTED]") == 5
+    assert out.count("[REDACTED]") == 6
     assert "postgresql://bob:[REDACTED]@db.local/app" in out
     plain = run("sessions", "export", "secret").output
     assert "hunter2" in plain

@@ -152,3 +152,15 @@ def test_search_sees_writes_in_the_same_clock_tick(sm: SessionManager) -> None:
         assert [h.session_id for h in sm.search(f"needle{i}")] == [f"s{i}"]
     os.utime(sm.location, ns=(time.time_ns(), time.time_ns()))
     assert len(sm.search("common", limit=50)) == 20
+
+
+def test_very_common_words_rank_the_most_recent_matches(sm: SessionManager, monkeypatch) -> None:
+    from scratchy.stores import file_search
+
+    monkeypatch.setattr(file_search, "RANK_AT_MOST", 3)
+    for i in range(6):
+        sm.save_session(f"s{i}", [{"role": "user", "content": f"common word {i}"}])
+        sm.search("warm")  # index each session in turn: s5 is the most recent
+    hits = sm.search("common", limit=10)
+    assert sorted(h.session_id for h in hits) == ["s3", "s4", "s5"]
+    assert [h.session_id for h in sm.search("common 1")] == ["s1"]  # rare: found anyway

@@ -222,6 +222,8 @@ def test_replace_refuses_to_drop_what_another_process_added(
     other.append("s", [user("from the other process")])
     with pytest.raises(SessionConflictError):
         store.replace("s", [*base, user("mine")])
+    with pytest.raises(SessionConflictError):  # retrying the same save is refused again
+        store.replace("s", [*base, user("mine")])
     assert store.load("s").messages == [*base, user("from the other process")]  # type: ignore[union-attr]
 
 

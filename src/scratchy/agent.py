@@ -8,6 +8,7 @@ or is cancelled, and no assistant tool call is ever left without its tool result
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import logging
@@ -84,6 +85,8 @@ class Session:
         self._version = ""  # the store's version token when we last synced
         self._replaced = False
         self._call_ids: set[str] | None = None
+        self._base_len = 0  # length of the list last assigned to ``messages``
+        self._usage_pending: dict[str, int] = {}  # tokens counted here, not yet stored
         self._valid_upto = 0  # messages[:_valid_upto] ended a good turn (see Agent._history)
         self._valid_last: Message | None = None
 
@@ -96,6 +99,7 @@ class Session:
     def messages(self, value: list[Message]) -> None:
         self._messages = value if isinstance(value, list) else list(value)
         self._replaced = True
+        self._base_len = len(self._messages)
         self._call_ids = None
 
     def _reload(self, messages: list[Message]) -> None:
@@ -171,8 +175,10 @@ class Agent:
         provider: A ready :class:`~scratchy.providers.base.Provider` (e.g. ``FakeProvider``).
         system_prompt: The first message of every new session (None for none).
         tools: Tools (``Tool`` objects or plain functions) to start with.
-        session_manager: Where sessions are saved; default ``SessionManager()``. Pass
-            ``autosave=False`` to keep sessions in memory only.
+        session_manager: Where sessions are loaded from and saved to; default
+            ``SessionManager()``.
+        autosave: Save every turn when it ends (default). With ``autosave=False`` and no
+            ``session_manager``, sessions stay in memory; ``agent.save(session)`` saves.
         max_iterations: Model calls allowed per turn before ``MaxTurnsExceeded``.
         context_window: Tokens the model accepts (default: the provider's ``context_window``
             when it has one). When a session's estimated size passes ``compact_at`` of it,
@@ -221,11 +227,10 @@ class Agent:
         self.tools = ToolRegistry()
         for t in tools:
             self.tools.add(t)
-        self.session_manager = (
-            session_manager
-            if session_manager is not None
-            else (SessionManager() if autosave else None)
-        )
+        self.session_manager = session_manager
+        if session_manager is None and autosave:
+            self.session_manager = SessionManager()
+        self.autosave = autosave
         self.max_iterations = max_iterations
         self.context_window = context_window
         self.compact_at = compact_at
@@ -308,7 +313,7 @@ class Agent:
                 session_id,
                 stored.messages,
                 created_at=stored.info.created_at,
-                metadata=dict(stored.info.metadata),
+                metadata=copy.deepcopy(stored.info.metadata),
             )
             session.last_activity = stored.info.updated_at
             session._mark_synced(stored.info.version)
@@ -325,21 +330,40 @@ class Agent:
             return
         store = self.session_manager.store
         sid = session.session_id
+        metadata = self._metadata_to_store(session)
         if (
             session._replaced
             or not session._prefix_intact()
             or (session._synced and store.info(sid) is None)
         ):  # rewritten, or deleted meanwhile
-            info = store.replace(sid, session.messages, metadata=session.metadata)
+            try:
+                info = store.replace(sid, session.messages, metadata=metadata)
+            except SessionConflictError:
+                # Another process added messages since the list assigned here was read. When
+                # that list is what is stored (the guide's ``session.messages = loaded``),
+                # this turn's messages go after theirs; a real divergence is reported.
+                base = session._base_len if session._replaced else -1
+                stored = store.load(sid)
+                if (
+                    stored is None
+                    or base < session._synced  # trimmed or cleared here: a real divergence
+                    or stored.messages[:base] != session.messages[:base]
+                ):
+                    raise
+                store.append(sid, session.messages[base:], metadata=metadata)
+                stored = store.load(sid)
+                assert stored is not None
+                session._reload(stored.messages)
+                info = stored.info
         else:
             new = session.messages[session._synced :]
             if not session._synced and new and new[0].get("role") == "system":
                 try:  # our system prompt goes first only if nobody else started the session
-                    info = store.append(sid, new, expected_count=0, metadata=session.metadata)
+                    info = store.append(sid, new, expected_count=0, metadata=metadata)
                 except SessionConflictError:
-                    info = store.append(sid, new[1:], metadata=session.metadata)
+                    info = store.append(sid, new[1:], metadata=metadata)
             else:
-                info = store.append(sid, new, metadata=session.metadata)
+                info = store.append(sid, new, metadata=metadata)
             if info.message_count != len(session.messages):  # another process added messages
                 stored = store.load(sid)
                 if stored is not None:
@@ -356,6 +380,7 @@ class Agent:
             stored = self.session_manager.store.load(session.session_id)
             if stored is not None:
                 session._reload(stored.messages)
+                session.metadata.update(copy.deepcopy(stored.info.metadata))
                 session._mark_synced(stored.info.version)
 
     async def compact(self, session_id: str = "default", *, keep_last: int = 10) -> int:
@@ -449,7 +474,8 @@ class Agent:
         finally:
             _close_open_calls(session.messages)
             session.last_activity = utcnow()
-            self.save(session)
+            if self.autosave:
+                self.save(session)
 
     async def _tools(self) -> ToolRegistry:
         if self._mcp is None:
@@ -475,9 +501,27 @@ class Agent:
     def _account(self, session: Session, response: ModelResponse) -> None:
         if response.usage is None:
             return
-        usage = session.metadata.setdefault("usage", {"input_tokens": 0, "output_tokens": 0})
-        usage["input_tokens"] = usage.get("input_tokens", 0) + response.usage.input_tokens
-        usage["output_tokens"] = usage.get("output_tokens", 0) + response.usage.output_tokens
+        usage = dict(session.metadata.get("usage") or {})  # a copy: never alias a cached one
+        for key, value in (
+            ("input_tokens", response.usage.input_tokens),
+            ("output_tokens", response.usage.output_tokens),
+        ):
+            usage[key] = usage.get(key, 0) + value
+            session._usage_pending[key] = session._usage_pending.get(key, 0) + value
+        session.metadata["usage"] = usage
+
+    def _metadata_to_store(self, session: Session) -> dict[str, Any]:
+        """The session's metadata, with this process's new token counts added to the stored
+        totals (so that several processes sharing a session all count)."""
+        pending, session._usage_pending = session._usage_pending, {}
+        if pending and self.session_manager is not None:
+            current = self.session_manager.store.info(session.session_id)
+            stored = (current.metadata.get("usage") if current is not None else None) or {}
+            session.metadata["usage"] = {
+                k: int(stored.get(k, 0)) + pending.get(k, 0)
+                for k in ("input_tokens", "output_tokens")
+            }
+        return session.metadata
 
     async def _run_tool(
         self, session: Session, tools: ToolRegistry, call: dict[str, Any]

@@ -27,7 +27,7 @@ _SECRET_PATTERNS = [
         r"[A-Z0-9_]*\s*[=:]\s*)(\"[^\"\n]*\"|'[^'\n]*'|[^\s#]+)"
     ),
     # passwords inside URLs
-    re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@/\s]+(?=@)"),
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(?=@)"),
 ]
 MASK = "[REDACTED]"
 

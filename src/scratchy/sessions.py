@@ -121,7 +121,8 @@ class SessionManager:
 
     def create_session(self, session_id: str) -> SessionInfo:
         """Make sure ``session_id`` exists on disk (with no messages if it is new)."""
-        return self.store.append(session_id, [])
+        info = self.store.info(session_id)
+        return info if info is not None else self.store.append(session_id, [])
 
     def load_session(self, session_id: str) -> list[Message] | None:
         """The messages of ``session_id``, or None when it does not exist.

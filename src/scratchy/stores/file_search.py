@@ -5,6 +5,9 @@ query it is brought up to date: when the session directory's modification time i
 since the last sync (every write of a session renames a file into the directory, which changes
 it) nothing is read; otherwise each session whose version differs from the indexed one is
 re-read, and removed sessions are dropped. A missing or damaged index is rebuilt.
+
+Results are ranked with BM25. A word so common that it matches more than ``RANK_AT_MOST``
+messages is ranked among its most recently indexed matches only, which keeps every query fast.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
     from .toon_files import TOONFileStore
 
 SCHEMA_VERSION = 2
+RANK_AT_MOST = 20_000
+"""Matches ranked per query; beyond that the most recently indexed matches are ranked."""
 _ROWS_PER_DOC = 1 << 24  # message rowids of a session: doc * 2**24 + index
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -162,15 +167,18 @@ class FileSearchIndex:
             return []
         self.sync()
         with self._lock:
-            rows = (
-                self._connect()
-                .execute(
-                    "SELECT session_id, idx, role, snippet(msgs, 0, '[', ']', '…', 12), bm25(msgs)"
-                    " FROM msgs WHERE msgs MATCH ? ORDER BY bm25(msgs) LIMIT ?",
-                    (match, limit),
-                )
-                .fetchall()
-            )
+            db = self._connect()
+            # Ranking every match of a very common word costs ~1 µs a match: past
+            # RANK_AT_MOST matches, rank only the most recently indexed ones.
+            cut = db.execute(
+                "SELECT rowid FROM msgs WHERE msgs MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+                (match, RANK_AT_MOST - 1),
+            ).fetchone()
+            rows = db.execute(
+                "SELECT session_id, idx, role, snippet(msgs, 0, '[', ']', '…', 12), bm25(msgs)"
+                " FROM msgs WHERE msgs MATCH ? AND rowid >= ? ORDER BY bm25(msgs) LIMIT ?",
+                (match, cut[0] if cut else 0, limit),
+            ).fetchall()
         return [
             SearchHit(sid, int(idx), role, snip, -score) for sid, idx, role, snip, score in rows
         ]

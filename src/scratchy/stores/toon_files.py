@@ -347,8 +347,9 @@ class TOONFileStore:
             return self._write(session_id, path, cached, new, None, metadata)
 
     def _load_messages(self, session_id: str, path: Path) -> list[Message]:
-        stored = self.load(session_id)
-        return stored.messages if stored else []
+        """The stored messages, read without marking them seen (a conflict must persist)."""
+        result = self._read(session_id, path)
+        return result[1] if result else []
 
     def _write(
         self,
