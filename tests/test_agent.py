@@ -351,3 +351,11 @@ async def test_guide_reassignment_then_another_process_appends(tmp_path: Path) -
     other.append_messages("p", [{"role": "user", "content": "again elsewhere"}])
     with pytest.raises(SessionConflictError):
         agent.save(session)
+
+
+async def test_token_totals_are_not_counted_twice(sm: SessionManager) -> None:
+    agent, _ = make(sm, "one", "two three", "four")
+    for q in ("a", "b", "c"):
+        await agent.chat(q, session_id="t")
+    assert agent.get_session("t").metadata["usage"]["output_tokens"] == 4
+    assert sm.session_info("t").metadata["usage"]["output_tokens"] == 4

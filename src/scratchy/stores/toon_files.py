@@ -34,6 +34,7 @@ trusted blindly.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import json
 import os
@@ -375,7 +376,7 @@ class TOONFileStore:
             assert appended is not None
             count, body, new = appended
             title = title or make_title(new)
-        meta = metadata if metadata is not None else old.get("metadata")
+        meta = copy.deepcopy(metadata) if metadata is not None else old.get("metadata")
         header: dict[str, Any] = {
             "format": FORMAT,
             "session_id": session_id,
