@@ -57,18 +57,27 @@ def redact_messages(messages: list[Message]) -> list[Message]:
     return _redact(copy.deepcopy(messages))  # type: ignore[no-any-return]
 
 
-def _summary(name: str, arguments: str) -> str:
-    try:
-        args = json.loads(arguments or "{}")
-    except ValueError:
-        return f"{name}({arguments})"
-    if not isinstance(args, dict):
-        return f"{name}({arguments})"
-    return (
-        f"{name}("
-        + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
-        + ")"
-    )
+def short(value: Any, limit: int = 80) -> str:
+    """``value`` on one line, at most ``limit`` characters."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def call_summary(name: str, arguments: str | dict[str, Any], *, brief: bool = False) -> str:
+    """``name(key=value, ...)`` for a tool call; ``brief`` shortens it to fit one line."""
+
+    def cut(text: Any, limit: int) -> str:
+        return short(text, limit) if brief else str(text)
+
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments or "{}")
+        except ValueError:
+            return f"{name}({cut(arguments, 60)})"
+    if not isinstance(arguments, dict):
+        return f"{name}({cut(arguments, 60)})"
+    parts = [f"{k}={cut(json.dumps(v, ensure_ascii=False), 40)}" for k, v in arguments.items()]
+    return f"{name}({cut(', '.join(parts), 100)})"
 
 
 def to_markdown(messages: list[Message], title: str = "") -> str:
@@ -94,7 +103,7 @@ def to_markdown(messages: list[Message], title: str = "") -> str:
             out += [f"**{role.capitalize()}:**", "", text, ""]
         for call in msg.get("tool_calls") or []:
             fn = call.get("function") or {}
-            out += [f"> ⚙ `{_summary(fn.get('name', '?'), fn.get('arguments', ''))}`", ""]
+            out += [f"> ⚙ `{call_summary(fn.get('name', '?'), fn.get('arguments', ''))}`", ""]
         inner = msg.get("compacted")
         if isinstance(inner, list):
             body = to_markdown(inner).split("\n", 2)[-1]

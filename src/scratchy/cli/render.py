@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from ..export import export_text, to_markdown
+from ..export import call_summary as _call_summary
+from ..export import export_text, short, to_markdown
 from ..messages import Message, text_of
 
 __all__ = ["call_summary", "export_text", "format_transcript", "short", "to_markdown"]
 
 
-def short(value: Any, limit: int = 80) -> str:
-    """One line, at most ``limit`` characters."""
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def call_summary(name: str, arguments: str | dict[str, Any]) -> str:
     """``name(key=value, ...)`` with short values, for one-line tool call displays."""
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments or "{}")
-        except ValueError:
-            return f"{name}({short(arguments, 60)})"
-    if not isinstance(arguments, dict):
-        return f"{name}({short(arguments, 60)})"
-    parts = [f"{k}={short(json.dumps(v, ensure_ascii=False), 40)}" for k, v in arguments.items()]
-    return f"{name}({short(', '.join(parts), 100)})"
+    return _call_summary(name, arguments, brief=True)
 
 
 def format_transcript(messages: list[Message]) -> str:
