@@ -37,6 +37,7 @@ import contextlib
 import copy
 import itertools
 import json
+import operator
 import os
 import re
 import threading
@@ -556,11 +557,13 @@ class TOONFileStore:
             catalog = self._load_catalog()
             fresh: dict[str, list[Any]] = {}
             out: list[SessionInfo] = []
+            changed = False
+            suffix = len(SUFFIX)
             for entry in entries:
                 name = entry.name
                 if not name.endswith(SUFFIX) or name[0] == ".":
                     continue
-                session_id = name[: -len(SUFFIX)]
+                session_id = name[:-suffix]
                 row = catalog.get(session_id)
                 try:
                     if row is None:
@@ -568,9 +571,14 @@ class TOONFileStore:
                     st = entry.stat()
                 except (SessionError, FileNotFoundError):
                     continue
-                key = [st.st_ino, st.st_size, st.st_mtime_ns]
-                if row is not None and row[0] == key:
-                    info = _info_from_row(session_id, row)
+                key = row[0] if row is not None else None
+                if (
+                    key is not None
+                    and key[0] == st.st_ino
+                    and key[1] == st.st_size
+                    and key[2] == st.st_mtime_ns
+                ):
+                    info = _info_from_row(session_id, row)  # type: ignore[arg-type]
                 else:
                     try:
                         info = self._read_header(session_id, Path(entry.path))
@@ -578,12 +586,13 @@ class TOONFileStore:
                         continue
                     except SessionCorruptedError as exc:
                         info = self._broken_info(session_id, Path(entry.path), str(exc))
-                    row = _row(info, key)
+                    row = _row(info, [st.st_ino, st.st_size, st.st_mtime_ns])
+                    changed = True
                 fresh[session_id] = row
                 out.append(info)
-            if fresh != catalog:
+            if changed or len(fresh) != len(catalog):
                 self._save_catalog(fresh)
-        out.sort(key=lambda i: i.updated_at, reverse=True)
+        out.sort(key=_updated, reverse=True)
         return out
 
     def _load_catalog(self) -> dict[str, list[Any]]:
@@ -618,6 +627,9 @@ class TOONFileStore:
             self._catalog, self._catalog_key = rows, _stat_key(os.stat(path))
         except OSError:
             tmp.unlink(missing_ok=True)
+
+
+_updated = operator.attrgetter("updated_at")
 
 
 def _fsync_dir(directory: Path) -> None:
