@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .toon_files import TOONFileStore
 
 SCHEMA_VERSION = 2
-RANK_AT_MOST = 20_000
+RANK_AT_MOST = 10_000
 """Matches ranked per query; beyond that the most recently indexed matches are ranked."""
 _ROWS_PER_DOC = 1 << 24  # message rowids of a session: doc * 2**24 + index
 _TOKEN = re.compile(r"\w+", re.UNICODE)
