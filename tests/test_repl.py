@@ -341,3 +341,45 @@ def test_markdown_is_rendered_on_a_real_terminal(cwd: Path) -> None:
     screen = ANSI.sub("", child.before)
     assert "**bold**" not in screen and "Here is bold and a list:" in screen
     assert "\x1b[1m" in child.before  # bold is drawn as bold
+
+
+def test_completion_of_commands_and_session_ids(tmp_path: Path) -> None:
+    from prompt_toolkit.document import Document
+
+    from scratchy import Agent
+    from scratchy.cli.commands import SlashCompleter
+    from scratchy.cli.repl import Repl
+    from scratchy.testing import FakeProvider
+
+    sm = SessionManager(tmp_path / "s")
+    for sid in ("alpha", "alpine", "beta"):
+        sm.create_session(sid)
+    repl = Repl(Agent(provider=FakeProvider(), session_manager=sm), "alpha")
+    completer = SlashCompleter(repl)
+
+    def complete(text: str) -> list[str]:
+        return [c.text for c in completer.get_completions(Document(text), None)]
+
+    assert complete("/re") == ["/resume"]
+    assert set(complete("/")) >= {"/status", "/sessions", "/new", "/resume", "/clear"}
+    assert sorted(complete("/resume al")) == ["alpha", "alpine"]
+    assert complete("/delete b") == ["beta"]
+    assert complete("/new al") == []  # a new id is not completed from existing ones
+    assert complete("hello /re") == []
+
+
+def test_input_history_persists_between_runs(cwd: Path) -> None:
+    history = cwd / "history.txt"
+    t = Term(cwd, env={"SCRATCHY_HISTORY_FILE": str(history)})
+    t.wait_prompt()
+    t.send("a question to remember")
+    t.close()
+    assert "a question to remember" in history.read_text()
+    t = Term(cwd, env={"SCRATCHY_HISTORY_FILE": str(history)})
+    t.wait_prompt()
+    time.sleep(0.05)
+    t.child.send("\x1b[A")  # arrow up recalls it
+    time.sleep(0.2)
+    t.child.send("\r")
+    assert "You said: a question to remember" in t.wait_prompt()
+    t.close()
