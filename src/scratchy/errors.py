@@ -28,7 +28,8 @@ class MissingDependencyError(UsageError, ImportError):
 
     def __init__(self, package: str, extra: str, purpose: str) -> None:
         super().__init__(
-            f"{purpose} needs the '{package}' package: run  pip install 'scratchy[{extra}]'"
+            f"{purpose}: the '{package}' package is not installed; install it with  "
+            f"pip install 'scratchy[{extra}]'  (from a checkout: pip install -e '.[{extra}]')"
         )
         self.package = package
         self.extra = extra
