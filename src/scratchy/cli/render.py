@@ -43,12 +43,26 @@ class ReplyStream:
         self.text = ""
         self.markdown = console.is_terminal and not console.is_dumb_terminal
         self._live: Any = None
+        self._status: Any = None
         self._last = 0.0
+
+    def waiting(self, message: str) -> None:
+        """Show a spinner with ``message`` until the first piece of the reply (capable
+        terminals only)."""
+        if self.markdown and self._status is None:
+            self._status = self.console.status(message, spinner="dots")
+            self._status.start()
+
+    def _stop_waiting(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     def add(self, delta: str) -> None:
         """Show more of the reply."""
         import time
 
+        self._stop_waiting()
         if not self.text and not self._live:
             self._start()
         self.text += delta
@@ -76,6 +90,7 @@ class ReplyStream:
 
     def close(self, final: str | None = None) -> None:
         """End the reply (``final`` is shown when nothing was streamed)."""
+        self._stop_waiting()
         if final is not None and not self.text:
             self.add(final)
         if self._live is not None:

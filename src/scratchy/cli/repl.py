@@ -193,12 +193,14 @@ class Repl:
 
     async def _stream(self, text: str) -> None:
         reply = ReplyStream(self.console, f"[{self.session_id}] 🤖 Assistant: ")
+        loading = getattr(self.agent.provider, "loaded", True) is False
+        reply.waiting("Loading the local model…" if loading else "Thinking…")
         try:
             async for event in self.agent.stream(text, session_id=self.session_id):
                 if isinstance(event, TextDelta):
                     reply.add(event.text)
                 elif isinstance(event, ToolCallEvent):
-                    reply.close()
+                    reply.close()  # also stops the spinner before an approval question
                     summary = escape(call_summary(event.name, event.arguments))
                     self.console.print(f"  [cyan]⚙ {summary}[/cyan]")
                 elif isinstance(event, ToolResultEvent):
@@ -208,6 +210,7 @@ class Repl:
                     self.console.print(
                         f"  [{style}]↳ {escape(short(event.content, 90))}{more}[/{style}]"
                     )
+                    reply.waiting("Thinking…")
                 elif isinstance(event, FinalEvent):
                     reply.close(event.text)
         finally:
