@@ -536,3 +536,20 @@ async def test_fetch_url_size_cap(ws: Path, http_base: str) -> None:
     content = await ok(tools, "fetch_url", url=f"{http_base}/big")
     assert content.startswith("0123456789\n" * 9)
     assert "[truncated: showing 99 of 400 characters" in content
+
+
+async def test_listing_skips_caches_and_session_bookkeeping(tmp_path) -> None:
+    from scratchy import SessionManager
+    from scratchy.default_tools import default_tools
+
+    SessionManager(tmp_path / "scratchy" / "session_history").save_session(
+        "s", [{"role": "user", "content": "hi"}]
+    )
+    SessionManager(tmp_path / "scratchy" / "session_history").list_sessions()
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    (tmp_path / "main.py").write_text("print('hi')\n")
+    tools = {t.name: t for t in default_tools(tmp_path)}
+    listed = (await tools["list_files"].run({})).content
+    assert "main.py" in listed and "s_chat.toon" in listed
+    assert ".locks" not in listed and ".index" not in listed and "__pycache__" not in listed

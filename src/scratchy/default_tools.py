@@ -113,8 +113,29 @@ class _Ignore:
         return result
 
 
+_NEVER_WALK = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "__pycache__",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".mypy_cache",
+        ".hypothesis",
+        ".locks",
+        ".index",
+        ".tmp",
+        ".trash",
+    }  # a session directory's own bookkeeping
+)
+"""Folders that list_files and search_files never enter: VCS data, caches, store internals."""
+
+
 def _walk(ws: _Workspace, start: Path) -> Iterator[Path]:
-    """Yield the files under ``start`` in a stable order, skipping .git and ignored paths."""
+    """Yield the files under ``start`` in a stable order, skipping .git, caches, Scratchy's
+    session-store bookkeeping and ignored paths."""
     ignore = _Ignore(ws.root)
     if start.is_file():
         yield start
@@ -126,7 +147,7 @@ def _walk(ws: _Workspace, start: Path) -> Iterator[Path]:
         dirnames[:] = sorted(
             d
             for d in dirnames
-            if d != ".git"
+            if d not in _NEVER_WALK
             and not (here / d).is_symlink()  # a linked folder may lie outside the workspace
             and not ignore.ignored(prefix + d, True)
         )
