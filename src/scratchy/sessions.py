@@ -42,20 +42,19 @@ def open_store(location: str | os.PathLike[str] | None = None) -> SessionStore:
     if location is None:
         location = os.environ.get(SESSION_DIR_ENV) or DEFAULT_SESSION_DIR
     text = os.fspath(location)
-    from .stores import store_for_url
-
-    if "://" in text:
-        key = text
-        factory = lambda: store_for_url(text)  # noqa: E731
-    else:
-        key = os.path.abspath(text)
-        from .stores.toon_files import TOONFileStore
-
-        factory = lambda: TOONFileStore(key)  # noqa: E731
+    key = text if "://" in text else os.path.abspath(text)
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
-            store = _stores[key] = factory()
+            if "://" in text:
+                from .stores import store_for_url
+
+                store = store_for_url(text)
+            else:
+                from .stores.toon_files import TOONFileStore
+
+                store = TOONFileStore(key)
+            _stores[key] = store
         return store
 
 
