@@ -28,7 +28,6 @@ import base64
 import contextlib
 import functools
 import re
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,12 +35,21 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from ..errors import (
     InvalidSessionIdError,
+    SessionBusyError,
     SessionConflictError,
     SessionCorruptedError,
     SessionNotFoundError,
     UsageError,
 )
 from ..messages import Message, text_of, validate_messages
+from .search_text import (  # noqa: F401 - the backends' search helpers, re-exported
+    fold,
+    fts5_query,
+    join_cjk,
+    query_terms,
+    search_text,
+    split_cjk,
+)
 
 T = TypeVar("T")
 
@@ -277,84 +285,20 @@ def not_in_trash(session_id: str) -> SessionNotFoundError:
     )
 
 
+def busy(key: str) -> SessionBusyError:
+    """A session's turn lock is held elsewhere (``key`` may carry an owner prefix)."""
+    shown = key.rsplit("/", 1)[-1]
+    return SessionBusyError(
+        f"Session '{shown}' is running a turn elsewhere; retry when it ends", session_id=shown
+    )
+
+
 def restore_conflict(session_id: str) -> SessionConflictError:
     """``restore`` found a live session with the same id."""
     return SessionConflictError(
         f"Cannot restore '{session_id}': a session with that id exists; delete or rename it first",
         session_id=session_id,
     )
-
-
-# -- search text, shared by every backend's index -------------------------------------------------
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-_CJK = re.compile(
-    "([\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
-    "\uf900-\ufaff\uff66-\uff9f])"
-)
-_CJK_CLASS = (
-    "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
-    "\uf900-\ufaff\uff66-\uff9f"
-)
-_CJK_GAP = re.compile(f"(?<=[{_CJK_CLASS}\\[\\]]) +(?=[{_CJK_CLASS}\\[\\]])")
-
-
-def split_cjk(text: str) -> str:
-    """Put a space around each Chinese, Japanese or Korean character, so that word tokenizers
-    (FTS5 ``unicode61``, PostgreSQL ``simple``) index each one: ``都市`` is then found as the
-    phrase ``都 市`` inside ``東京は大きい都市です``."""
-    if text.isascii():
-        return text
-    return _CJK.sub(r" \1 ", text)
-
-
-def join_cjk(snippet: str) -> str:
-    """Undo :func:`split_cjk` in a snippet shown to people."""
-    if snippet.isascii():
-        return snippet
-    return re.sub(" {2,}", " ", _CJK_GAP.sub("", snippet)).strip()
-
-
-def query_terms(query: str) -> list[list[str]]:
-    """The terms of a search query: each a phrase (list of words); CJK runs become phrases of
-    single characters. Every term must match; the last word is a prefix."""
-    terms: list[list[str]] = []
-    for word in _WORD.findall(query):
-        parts = _WORD.findall(split_cjk(word))
-        if parts:
-            terms.append(parts)
-    return terms
-
-
-def search_text(message: Message) -> str:
-    """The searchable text of a message: content and tool calls (NULs removed, CJK split)."""
-    parts = [text_of(message)]
-    for call in message.get("tool_calls") or []:
-        fn = call.get("function") or {}
-        parts.append(f"{fn.get('name', '')} {fn.get('arguments', '')}")
-    text = "\n".join(p for p in parts if p).replace("\x00", " ")
-    if not text.isascii():
-        text = split_cjk(text.encode("utf-8", "replace").decode("utf-8"))
-    return text
-
-
-def fold(text: str) -> str:
-    """Case- and accent-insensitive form of ``text`` (as SQLite's ``remove_diacritics``)."""
-    if text.isascii():
-        return text.lower()
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def fts5_query(terms: list[list[str]]) -> str:
-    """An FTS5 MATCH expression: every term (a quoted phrase), the last word as a prefix."""
-    out = []
-    for i, phrase in enumerate(terms):
-        quoted = '"' + " ".join(w.replace('"', '""') for w in phrase) + '"'
-        if i == len(terms) - 1 and len(phrase) == 1 and not _CJK.fullmatch(phrase[0]):
-            quoted += "*"
-        out.append(quoted)
-    return " ".join(out)
 
 
 # -- cursors -------------------------------------------------------------------------------------
@@ -780,7 +724,7 @@ def file_turn_lock(lock_dir: Any, key: str, timeout: float | None) -> Iterator[N
 
     from filelock import FileLock, Timeout
 
-    from ..errors import SessionBusyError, StoreUnavailableError
+    from ..errors import StoreUnavailableError
 
     try:
         os.makedirs(lock_dir, mode=0o700, exist_ok=True)
@@ -797,11 +741,7 @@ def file_turn_lock(lock_dir: Any, key: str, timeout: float | None) -> Iterator[N
     try:
         lock.acquire()
     except Timeout:
-        shown = key.rsplit("/", 1)[-1]
-        raise SessionBusyError(
-            f"Session '{shown}' is running a turn elsewhere; retry when it ends",
-            session_id=shown,
-        ) from None
+        raise busy(key) from None
     try:
         yield
     finally:

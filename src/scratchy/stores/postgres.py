@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from ..errors import MissingDependencyError, SessionBusyError, UsageError
+from ..errors import MissingDependencyError, UsageError
 from ..messages import Message
 from . import _db
 from .base import (
@@ -61,6 +61,7 @@ from .base import (
     T,
     TrashedSession,
     Writer,
+    busy,
     not_in_trash,
     restore_conflict,
     search_text,
@@ -569,11 +570,7 @@ class PostgresStore(BaseStore):
         except self._psycopg.Error as exc:
             raise self._unavailable(exc) from exc
         if not got:
-            shown = key.rsplit("/", 1)[-1]
-            raise SessionBusyError(
-                f"Session '{shown}' is running a turn elsewhere; retry when it ends",
-                session_id=shown,
-            )
+            raise busy(key)
 
 
 class _PostgresWriter:

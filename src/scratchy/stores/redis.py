@@ -52,7 +52,6 @@ from typing import Any
 
 from ..errors import (
     MissingDependencyError,
-    SessionBusyError,
     SessionCorruptedError,
     StoreUnavailableError,
     UsageError,
@@ -68,6 +67,7 @@ from .base import (
     T,
     TrashedSession,
     Writer,
+    busy,
     fold,
     search_text,
     utcnow,
@@ -455,11 +455,7 @@ class RedisStore(BaseStore):
                     break
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                shown = key.rsplit("/", 1)[-1]
-                raise SessionBusyError(
-                    f"Session '{shown}' is running a turn elsewhere; retry when it ends",
-                    session_id=shown,
-                )
+                raise busy(key)
             time.sleep(pause if left is None else min(pause, left))
             pause = min(pause * 2, 0.25)
         stop = threading.Event()
