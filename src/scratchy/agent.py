@@ -90,6 +90,12 @@ def _freeze(message: Message) -> Message:
     }
 
 
+def _freeze_all(messages: list[Message]) -> list[Message]:
+    """Independent copies of many messages. Strings are immutable and stay shared, which also
+    keeps the comparison at save time fast (equal strings are the same objects)."""
+    return [_freeze(m) for m in messages]
+
+
 @dataclass(slots=True)
 class _Synced:
     """What the store held when this session was last read or written (by content)."""
@@ -173,11 +179,11 @@ class Session:
         if stored is not None:
             self._messages[:] = stored
             self._call_ids = None
-            self._synced.messages = [_freeze(m) for m in self._messages]
+            self._synced.messages = _freeze_all(self._messages)
         elif appended:
             self._synced.messages.extend(_freeze(m) for m in self._messages[-appended:])
         else:
-            self._synced.messages = [_freeze(m) for m in self._messages]
+            self._synced.messages = _freeze_all(self._messages)
         self._synced.version = info.version
         self.metadata = copy.deepcopy(info.metadata)
         self._synced.metadata = _user_metadata(info.metadata)
@@ -494,11 +500,11 @@ class Agent:
 
     def refresh(self, session: Session) -> None:
         """Pick up what other processes stored, unless this history has unsaved changes."""
-        if self.session_manager is None or session.version is None or not session.saved:
+        if self.session_manager is None or session.version is None:
             return
         store = self.session_manager.store
         info = store.info(session.session_id)
-        if info is not None and info.version != session.version:
+        if info is not None and info.version != session.version and session.saved:
             stored = store.load(session.session_id)
             if stored is not None:
                 session._sync(stored.info, stored.messages)
