@@ -636,3 +636,47 @@ async def test_switch_model_closes_a_fake_and_accepts_none() -> None:
     assert isinstance(new, FakeProvider) and new is not fake
     assert fake.closed == 1 and new.closed == 0
     assert (await switch_model(None, "fake:")).name == "fake"
+
+
+# --- one error mapping for both SDKs -------------------------------------------------------------
+
+
+async def test_anthropic_overloaded_is_retried_then_retryable(scripted_server) -> None:
+    for _ in range(2):
+        scripted_server.json(
+            529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+            headers={"retry-after-ms": "10"},
+        )  # fmt: skip
+    provider = AnthropicProvider(api_key="k", base_url=scripted_server.url, max_retries=1)
+    with pytest.raises(ProviderError) as info:
+        await complete(provider, [{"role": "user", "content": "hi"}])
+    assert info.value.status == 529 and info.value.retryable is True
+    assert "Overloaded" in str(info.value) and "overloaded; try again later" in str(info.value)
+    assert len(scripted_server.requests) == 2  # max_retries=1: the SDK's retry, configured once
+    await provider.aclose()
+
+
+@pytest.mark.real_model  # a real client against a closed port
+async def test_anthropic_connection_refused_names_the_url() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    provider = AnthropicProvider(api_key="k", base_url=f"http://127.0.0.1:{port}", max_retries=0)
+    with pytest.raises(ProviderError) as info:
+        await complete(provider, [{"role": "user", "content": "hi"}])
+    assert info.value.status is None and info.value.retryable is True
+    assert f"cannot reach anthropic at http://127.0.0.1:{port}" in str(info.value)
+
+
+async def test_a_refused_long_prompt_teaches_the_context_window(scripted_server) -> None:
+    scripted_server.json(400, {"type": "error", "error": {
+        "type": "invalid_request_error",
+        "message": "prompt is too long: 150001 tokens > 150000 maximum"}})  # fmt: skip
+    provider = AnthropicProvider("gateway-model", api_key="k", base_url=scripted_server.url)
+    assert provider.context_window is None  # not a model name the table knows
+    with pytest.raises(ProviderError, match="prompt is too long") as info:
+        await complete(provider, [{"role": "user", "content": "long"}])
+    assert info.value.status == 400 and info.value.retryable is False
+    assert provider.context_window == 150_000
