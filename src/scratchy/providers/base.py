@@ -108,7 +108,9 @@ class BaseProvider:
 
     def __init__(self, *, name: str, model: str, context_window: int | None = None) -> None:
         if context_window is not None and (
-            not isinstance(context_window, int) or context_window <= 0
+            isinstance(context_window, bool)
+            or not isinstance(context_window, int)
+            or context_window <= 0
         ):
             from ..errors import UsageError
 
@@ -124,8 +126,8 @@ class BaseProvider:
     def _remember(self, arguments: dict[str, Any]) -> None:
         """Record in :attr:`settings` the keyword arguments given that differ from the defaults.
 
-        Called with ``locals()`` at the start of a subclass's ``__init__``; only names of its
-        keyword parameters count (``model`` and ``name`` never do).
+        Called with ``locals()`` in a subclass's ``__init__``, before any argument is reassigned;
+        only its keyword-only parameters count (``name`` never does).
         """
         params = inspect.signature(type(self)).parameters
         for key, param in params.items():
