@@ -9,7 +9,14 @@ import time
 import pytest
 
 from scratchy.providers.base import ModelResponse, TextDelta
-from scratchy.providers.local import LocalProvider, _parse_tool_calls, _to_chat, load, warm_up
+from scratchy.providers.local import (
+    LocalProvider,
+    _parse_tool_calls,
+    _to_chat,
+    _with_tools_prompt,
+    load,
+    warm_up,
+)
 
 pytestmark = pytest.mark.real_model
 
@@ -146,3 +153,38 @@ async def test_model_is_loaded_once(gguf_path) -> None:
     assert await load() is first
     assert await LocalProvider().load() is first
     assert LocalProvider().loaded
+
+
+async def test_context_window_is_n_ctx(gguf_path) -> None:
+    provider = LocalProvider(n_ctx=1024, max_tokens=4, seed=1)
+    assert provider.context_window == 1024 == provider.n_ctx
+    await provider.load()
+    assert provider.loaded
+    await provider.aclose()  # nothing to release: the model stays cached for the process
+    assert provider.loaded
+
+
+async def test_tools_are_described_to_the_model_only_when_asked(gguf_path) -> None:
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}}]  # fmt: skip
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "What is the weather in Rome?"}]  # fmt: skip
+    prompt = _with_tools_prompt(_to_chat(messages), tools)
+    assert len(prompt) == 2 and prompt[0]["content"].startswith("Be brief.\n\n")
+    assert '"name":"get_weather"' in prompt[0]["content"] and "<tool_call>" in prompt[0]["content"]
+    assert _with_tools_prompt(_to_chat(messages[1:]), tools)[0]["role"] == "system"
+
+    async def prompt_tokens(provider: LocalProvider) -> int:
+        final = None
+        async for event in provider.stream(messages, tools):
+            final = event
+        assert isinstance(final, ModelResponse)
+        return final.usage.input_tokens
+
+    plain = LocalProvider(max_tokens=4, seed=1)
+    with_tools = LocalProvider(max_tokens=4, seed=1, tools=True)
+    assert (plain.supports_tools, with_tools.supports_tools) == (False, True)
+    without, described = await prompt_tokens(plain), await prompt_tokens(with_tools)
+    assert described > without + 30  # the schemas reached the model's prompt

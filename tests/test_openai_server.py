@@ -265,3 +265,157 @@ async def test_connection_refused_is_retryable_without_status() -> None:
     assert info.value.status is None and info.value.retryable is True
     assert f"127.0.0.1:{port}" in str(info.value)
     assert "ollama serve" in str(info.value)
+
+
+# --- context window reported by the server -----------------------------------------------------
+
+
+async def test_llama_server_context_window(llama_server: str) -> None:
+    provider = OpenAICompatProvider("smollm2", base_url=llama_server, max_tokens=8,
+                                    max_retries=0)  # fmt: skip
+    assert provider.context_window is None  # not a model name the table knows
+    await provider.load()
+    # llama-cpp-python's server lists its models without their context size: still unknown,
+    # rather than guessed.
+    assert provider.context_window is None and provider._asked is True
+    whole = OpenAICompatProvider("smollm2", base_url=llama_server, max_tokens=8,
+                                 max_retries=0, streaming=False)  # fmt: skip
+    with pytest.raises(ProviderError) as info:  # refused: longer than --n_ctx 2048
+        await complete(whole, [{"role": "user", "content": "hello " * 3000}])
+    assert info.value.status == 400 and "maximum context length is 2048" in str(info.value)
+    assert whole.context_window == 2048  # the refusal stated it: the next turn can compact
+    reply = await complete(whole, [{"role": "user", "content": "Hi"}])
+    assert reply.message["content"]
+    pinned = resolve_provider("smollm2", base_url=llama_server, context_window=1000)
+    await pinned.load()
+    assert pinned.context_window == 1000  # an explicit value wins
+    for p in (provider, whole, pinned):
+        await p.aclose()
+
+
+@pytest.mark.parametrize(
+    ("listing", "window"),
+    [
+        ({"object": "list", "data": [{"id": "m", "object": "model", "max_model_len": 32768}]},
+         32768),  # vLLM
+        ({"data": [{"id": "other", "max_model_len": 4096}, {"id": "m", "max_model_len": 8192}]},
+         8192),  # several models: the one asked for
+        ({"data": [{"id": "/models/x.gguf", "meta": {"n_ctx_train": 131072, "n_vocab": 5}}]},
+         131072),  # llama.cpp's llama-server: one model answers to any name
+        ({"data": [{"id": "m", "context_length": 65536}]}, 65536),  # OpenRouter, LM Studio
+        ({"data": [{"id": "m", "object": "model"}]}, None),  # Ollama: says nothing
+        ({"data": [{"id": "a", "max_model_len": 1}, {"id": "b", "max_model_len": 2}]}, None),
+    ],
+)  # fmt: skip
+async def test_reported_context_window(scripted_server, listing, window) -> None:
+    scripted_server.json(200, listing)
+    scripted_server.sse([chunk({"content": "ok"}), "[DONE]"])
+    provider = OpenAICompatProvider("m", base_url=scripted_server.url + "/v1", max_retries=0)
+    await provider.load()
+    await provider.load()  # asked once only
+    assert provider.context_window == window
+    await complete(provider, [{"role": "user", "content": "hi"}])
+    assert [(r.method, r.path) for r in scripted_server.requests] == [
+        ("GET", "/v1/models"), ("POST", "/v1/chat/completions")
+    ]  # fmt: skip
+    await provider.aclose()
+
+
+async def test_unanswered_model_listing_is_not_an_error(scripted_server) -> None:
+    scripted_server.json(404, {"error": {"message": "no such route"}})
+    scripted_server.sse([chunk({"content": "fine"}), "[DONE]"])
+    provider = OpenAICompatProvider("gpt-4o", base_url=scripted_server.url, max_retries=3)
+    await provider.load()
+    reply = await complete(provider, [{"role": "user", "content": "hi"}])
+    assert reply.message["content"] == "fine"
+    assert provider.context_window == 128_000  # a proxy serving a known model: the table's
+    assert len(scripted_server.requests) == 2  # the listing was not retried
+
+
+# --- without streaming -------------------------------------------------------------------------
+
+
+async def test_llama_server_without_streaming(llama_server: str) -> None:
+    provider = OpenAICompatProvider("smollm2", base_url=llama_server, max_tokens=24,
+                                    streaming=False)  # fmt: skip
+    assert provider.can_stream is False
+    events = [e async for e in provider.stream([{"role": "user", "content": "Say hi."}], [])]
+    assert len(events) == 1 and isinstance(events[0], ModelResponse)
+    final = events[0]
+    assert final.message["role"] == "assistant" and final.message["content"].strip()
+    assert final.usage is not None and final.usage.output_tokens > 0
+    assert final.finish_reason in ("stop", "length")
+    await provider.aclose()
+
+
+async def test_whole_answer_with_tool_calls(scripted_server) -> None:
+    scripted_server.json(200, {
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None,
+            "tool_calls": [{"id": "call_1", "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}],
+        }}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16},
+    })  # fmt: skip
+    provider = OpenAICompatProvider("m", base_url=scripted_server.url, max_retries=0,
+                                    streaming=False)  # fmt: skip
+    [final] = [e async for e in provider.stream([{"role": "user", "content": "?"}], TOOLS)]
+    assert final.message == {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}]}  # fmt: skip
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (12, 4)
+    [request] = scripted_server.requests
+    body = request.json
+    assert body["stream"] is False and "stream_options" not in body
+    await provider.aclose()
+
+
+async def test_whole_answer_error_is_a_provider_error(scripted_server) -> None:
+    scripted_server.json(503, {"error": {"message": "warming up"}})
+    provider = OpenAICompatProvider("m", base_url=scripted_server.url, max_retries=0,
+                                    streaming=False)  # fmt: skip
+    with pytest.raises(ProviderError) as info:
+        await complete(provider, [{"role": "user", "content": "?"}])
+    assert info.value.status == 503 and info.value.retryable is True
+    assert "warming up" in str(info.value) and "try again later" in str(info.value)
+
+
+# --- event loops -------------------------------------------------------------------------------
+
+
+def test_a_new_event_loop_per_turn_gets_its_own_client(scripted_server) -> None:
+    import asyncio
+
+    for word in ("one", "two", "three"):
+        scripted_server.sse([chunk({"content": word}), "[DONE]"])
+    provider = OpenAICompatProvider("m", base_url=scripted_server.url, max_retries=0)
+
+    async def turn() -> tuple[str, object]:
+        reply = await complete(provider, [{"role": "user", "content": "hi"}])
+        return reply.message["content"], provider.client
+
+    first, client_one = asyncio.run(turn())  # as a REPL that runs asyncio.run() per turn
+    second, client_two = asyncio.run(turn())
+    assert (first, second) == ("one", "two") and client_one is not client_two
+
+    async def last_turn_then_close() -> object:
+        _, client = await turn()
+        await provider.aclose()
+        return client
+
+    client_three = asyncio.run(last_turn_then_close())
+    assert client_three.is_closed()
+    assert provider._clients == {}  # the ended loops' clients were dropped, this one closed
+
+
+async def test_unreachable_server_at_load_is_not_an_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there
+    provider = OpenAICompatProvider("m", base_url=f"http://127.0.0.1:{port}/v1", timeout=5)
+    start = time.monotonic()
+    await provider.load()  # the request that follows reports the problem, not load()
+    assert time.monotonic() - start < 5
+    assert provider.context_window is None and provider._asked is False  # asked again later
+    await provider.aclose()

@@ -419,3 +419,264 @@ async def test_local_bad_gguf_is_a_provider_error(tmp_path) -> None:
     provider = resolve_provider(f"local:{bad}")
     with pytest.raises(ProviderError, match="cannot load the local model"):
         await complete(provider, [{"role": "user", "content": "hi"}])
+
+
+# --- the protocol and its optional capabilities ----------------------------------------------
+
+
+def test_built_in_providers_implement_the_whole_protocol(monkeypatch) -> None:
+    from scratchy.providers import Provider
+    from scratchy.testing import FakeProvider
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    for provider in (resolve_provider("openai:gpt-4o"), resolve_provider("anthropic:"),
+                     FakeProvider(), resolve_provider("fake:")):  # fmt: skip
+        assert isinstance(provider, Provider), provider
+        assert provider.supports_tools is True and provider.can_stream is True
+        assert provider.loaded is True
+
+
+async def test_minimal_provider_gets_the_defaults() -> None:
+    from scratchy.providers import Provider, as_provider
+
+    class Minimal:
+        name, model, extra = "mine", "m1", "kept"
+
+        async def stream(self, messages, tools):
+            yield TextDelta("hi")
+
+    wrapped = as_provider(Minimal())
+    assert isinstance(wrapped, Provider) and not isinstance(Minimal(), Provider)
+    assert (wrapped.name, wrapped.model, wrapped.extra) == ("mine", "m1", "kept")
+    assert wrapped.context_window is None
+    assert wrapped.supports_tools is True and wrapped.can_stream is True
+    assert wrapped.settings == {}
+    await wrapped.load()
+    await wrapped.aclose()
+    assert [e async for e in wrapped.stream([], [])] == [TextDelta("hi")]
+    full = resolve_provider("fake:")
+    assert as_provider(full) is full
+    with pytest.raises(UsageError, match="not a provider: it needs stream"):
+        as_provider(SimpleNamespace(name="x", model="y"))
+
+
+async def test_fake_provider_capability_options() -> None:
+    from scratchy.providers import complete
+    from scratchy.testing import FakeProvider
+
+    fake = FakeProvider(["a long answer here"], context_window=1000, can_stream=False, chunk=2,
+                        supports_tools=False)  # fmt: skip
+    assert (fake.context_window, fake.can_stream, fake.supports_tools) == (1000, False, False)
+    events = [e async for e in fake.stream([{"role": "user", "content": "q"}], [])]
+    assert len(events) == 1 and events[0].message["content"] == "a long answer here"
+    assert resolve_provider("fake:", context_window=64).context_window == 64
+    assert FakeProvider().context_window is None
+    streaming = FakeProvider(["abcd"], chunk=2)
+    question = [{"role": "user", "content": "q"}]
+    kinds = [type(e).__name__ async for e in streaming.stream(question, [])]
+    assert kinds == ["TextDelta", "TextDelta", "ModelResponse"]
+    assert (await complete(FakeProvider(["ok"], can_stream=False), [])).message["content"] == "ok"
+    with pytest.raises(UsageError, match="context_window must be a positive integer"):
+        FakeProvider(context_window=0)
+
+
+# --- context windows ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "window"),
+    [
+        ("openai:gpt-4o-mini", 128_000),
+        ("openai:gpt-4o-2024-08-06", 128_000),
+        ("openai:gpt-4.1-nano", 1_047_576),
+        ("openai:o3-mini", 200_000),
+        ("openai:o4-mini", 200_000),
+        ("openai:gpt-3.5-turbo", 16_385),
+        ("openai:gpt-4", 8_192),
+        ("openai:", 128_000),  # the preset default, gpt-4o-mini
+        ("anthropic:claude-sonnet-4-6", 200_000),
+        ("anthropic:claude-3-5-haiku-latest", 200_000),
+        ("gemini:gemini-2.0-flash", 1_048_576),
+        ("gemini:gemini-1.5-flash", 1_048_576),
+        ("gemini:gemini-2.5-pro", 1_048_576),
+        ("groq:llama-3.1-8b-instant", 131_072),
+        ("groq:llama-3.3-70b-versatile", 131_072),
+        ("groq:meta-llama/llama-4-scout-17b-16e-instruct", 131_072),
+        ("groq:gemma2-9b-it", 8_192),
+        ("openai:some-model-of-2030", None),
+        ("groq:unheard-of", None),
+        ("ollama:llama3.2", None),  # whatever the server was started with: not guessed
+    ],
+)
+def test_known_context_windows(monkeypatch, spec, window) -> None:
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GROQ_API_KEY"):
+        monkeypatch.setenv(var, "k")
+    assert resolve_provider(spec).context_window == window
+
+
+def test_context_window_override(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    assert resolve_provider("openai:gpt-4o", context_window=50_000).context_window == 50_000
+    assert resolve_provider("anthropic:", context_window=9_000).context_window == 9_000
+    assert resolve_provider("x", base_url="http://h/v1", context_window=4096).context_window == 4096
+    with pytest.raises(UsageError, match="context_window must be a positive integer"):
+        resolve_provider("openai:gpt-4o", context_window=-1)
+
+
+def test_local_context_window_is_n_ctx_and_tools_are_opt_in() -> None:
+    pytest.importorskip("llama_cpp")
+    provider = resolve_provider("local:", n_ctx=1024)
+    assert provider.context_window == 1024
+    assert provider.supports_tools is False
+    assert resolve_provider("local:", tools=True).supports_tools is True
+
+
+def test_streaming_false_is_reported(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    assert resolve_provider("openai:gpt-4o", streaming=False).can_stream is False
+
+
+# --- one client per event loop, closed by aclose -----------------------------------------------
+
+
+def test_one_client_per_event_loop(monkeypatch) -> None:
+    import asyncio
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    for provider in (resolve_provider("openai:gpt-4o"), resolve_provider("anthropic:")):
+
+        async def client_of_this_loop(p=provider):
+            first = p.client
+            assert p.client is first  # the same client for the whole loop
+            return first
+
+        one = asyncio.run(client_of_this_loop())
+        two = asyncio.run(client_of_this_loop())
+        assert one is not two
+        assert list(provider._clients.values()) == [two]  # the ended loop's client is dropped
+
+        async def close(p=provider):
+            client = p.client
+            await p.aclose()
+            return client
+
+        closed = asyncio.run(close())
+        assert closed.is_closed() and provider._clients == {}
+
+
+# --- switching models ------------------------------------------------------------------------
+
+
+async def test_switch_model_keeps_connection_settings_and_closes_the_old(monkeypatch) -> None:
+    from scratchy.providers import switch_model
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    old = resolve_provider("openai:gpt-4o", api_key="sk-given", timeout=7, temperature=0.3,
+                           context_window=1234)  # fmt: skip
+    assert old.settings == {"api_key": "sk-given", "timeout": 7, "temperature": 0.3,
+                            "context_window": 1234}  # fmt: skip
+    client = old.client
+    new = await switch_model(old, "gpt-4.1")
+    assert (new.name, new.model, new._api_key) == ("openai", "gpt-4.1", "sk-given")
+    assert (new.timeout, new.temperature) == (7, 0.3)
+    assert new.context_window == 1_047_576  # the override described the old model only
+    assert client.is_closed() and old._clients == {}
+
+    again = await switch_model(new, "openai:o3")
+    assert (again.model, again._api_key) == ("o3", "sk-given")
+
+
+async def test_switch_model_to_another_provider_does_not_leak_the_key(monkeypatch) -> None:
+    from scratchy.providers import switch_model
+
+    old = resolve_provider("openai:gpt-4o", api_key="sk-openai", timeout=9, max_retries=1)
+    with pytest.raises(MissingCredentialsError, match="ANTHROPIC_API_KEY"):
+        await switch_model(old, "anthropic:claude-sonnet-4-6")
+    client = old.client  # still open and usable after the failed switch
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant")
+    new = await switch_model(old, "claude-sonnet-4-6")  # a bare name with an obvious provider
+    assert isinstance(new, AnthropicProvider)
+    assert (new._api_key, new.timeout, new.max_retries) == ("sk-ant", 9, 1)
+    assert client.is_closed()
+
+
+async def test_switch_model_on_a_self_hosted_server(monkeypatch) -> None:
+    from scratchy.providers import inherited_settings, switch_model
+
+    old = resolve_provider("qwen2.5", base_url="http://127.0.0.1:9/v1", max_tokens=50)
+    assert inherited_settings(old, "gpt-4o") == (
+        "openai-compatible:gpt-4o", {"base_url": "http://127.0.0.1:9/v1", "max_tokens": 50}
+    )  # a bare name stays on the server, even one that looks like OpenAI's
+    new = await switch_model(old, "llama3.1:8b")
+    assert (new.name, new.model, new.base_url, new.max_tokens) == (
+        "openai-compatible", "llama3.1:8b", "http://127.0.0.1:9/v1", 50
+    )
+    ollama = await switch_model(new, "ollama:phi3")  # another provider: its own URL
+    assert (ollama.name, ollama.base_url, ollama.max_tokens) == (
+        "ollama", "http://127.0.0.1:11434/v1", 50
+    )
+    tagged = await switch_model(ollama, "mistral:large")  # an Ollama tag, not a provider
+    assert (tagged.name, tagged.model) == ("ollama", "mistral:large")
+    monkeypatch.setenv("GROQ_API_KEY", "k")
+    groq = await switch_model(tagged, "groq:llama-3.1-8b-instant")
+    assert (await switch_model(groq, "llama-3.3-70b-versatile")).name == "groq"  # bare: same
+    with pytest.raises(UsageError, match="unknown provider 'mistral'"):
+        await switch_model(groq, "mistral:large")
+
+
+async def test_switch_model_closes_a_fake_and_accepts_none() -> None:
+    from scratchy.providers import switch_model
+    from scratchy.testing import FakeProvider
+
+    fake = FakeProvider(["x"])
+    new = await switch_model(fake, "fake:", delay=0.0)
+    assert isinstance(new, FakeProvider) and new is not fake
+    assert fake.closed == 1 and new.closed == 0
+    assert (await switch_model(None, "fake:")).name == "fake"
+
+
+# --- one error mapping for both SDKs -------------------------------------------------------------
+
+
+async def test_anthropic_overloaded_is_retried_then_retryable(scripted_server) -> None:
+    for _ in range(2):
+        scripted_server.json(
+            529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+            headers={"retry-after-ms": "10"},
+        )  # fmt: skip
+    provider = AnthropicProvider(api_key="k", base_url=scripted_server.url, max_retries=1)
+    with pytest.raises(ProviderError) as info:
+        await complete(provider, [{"role": "user", "content": "hi"}])
+    assert info.value.status == 529 and info.value.retryable is True
+    assert "Overloaded" in str(info.value) and "overloaded; try again later" in str(info.value)
+    assert len(scripted_server.requests) == 2  # max_retries=1: the SDK's retry, configured once
+    await provider.aclose()
+
+
+@pytest.mark.real_model  # a real client against a closed port
+async def test_anthropic_connection_refused_names_the_url() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    provider = AnthropicProvider(api_key="k", base_url=f"http://127.0.0.1:{port}", max_retries=0)
+    with pytest.raises(ProviderError) as info:
+        await complete(provider, [{"role": "user", "content": "hi"}])
+    assert info.value.status is None and info.value.retryable is True
+    assert f"cannot reach anthropic at http://127.0.0.1:{port}" in str(info.value)
+
+
+async def test_a_refused_long_prompt_teaches_the_context_window(scripted_server) -> None:
+    scripted_server.json(400, {"type": "error", "error": {
+        "type": "invalid_request_error",
+        "message": "prompt is too long: 150001 tokens > 150000 maximum"}})  # fmt: skip
+    provider = AnthropicProvider("gateway-model", api_key="k", base_url=scripted_server.url)
+    assert provider.context_window is None  # not a model name the table knows
+    with pytest.raises(ProviderError, match="prompt is too long") as info:
+        await complete(provider, [{"role": "user", "content": "long"}])
+    assert info.value.status == 400 and info.value.retryable is False
+    assert provider.context_window == 150_000

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .messages import Message, ToolCall
-from .providers.base import ModelResponse, TextDelta, ToolSchema, Usage
+from .providers.base import BaseProvider, ModelResponse, TextDelta, ToolSchema, Usage
 
 Reply = str | dict[str, Any] | ModelResponse | BaseException
 """A scripted reply: text, an assistant message dict, a full response, or an error to raise."""
@@ -54,7 +54,7 @@ class FakeCall:
         return ""
 
 
-class FakeProvider:
+class FakeProvider(BaseProvider):
     """A scripted :class:`~scratchy.providers.base.Provider` that records its calls.
 
     Args:
@@ -62,9 +62,10 @@ class FakeProvider:
             ``fn(messages, tools) -> Reply`` called for every request.
         delay: Seconds to wait between streamed chunks (to test cancellation).
         chunk: Characters per streamed text delta.
+        context_window: The context window it reports (to test compaction); ``None``: unknown.
+        supports_tools: What it reports as ``supports_tools`` (it records the tools either way).
+        can_stream: ``False``: yield each reply as one ``ModelResponse``, with no ``TextDelta``.
     """
-
-    name = "fake"
 
     def __init__(
         self,
@@ -73,8 +74,15 @@ class FakeProvider:
         model: str = "fake-model",
         delay: float = 0.0,
         chunk: int = 8,
+        context_window: int | None = None,
+        supports_tools: bool = True,
+        can_stream: bool = True,
     ) -> None:
-        self.model = model
+        super().__init__(name="fake", model=model, context_window=context_window)
+        self.supports_tools = supports_tools
+        self.can_stream = can_stream
+        self.closed = 0
+        """How many times :meth:`aclose` was awaited."""
         self.delay = delay
         self.chunk = max(1, chunk)
         self._fn = replies if callable(replies) else None
@@ -131,6 +139,10 @@ class FakeProvider:
                 f"{len(self.replies)} scripted replies were never requested: {self.replies!r}"
             )
 
+    async def aclose(self) -> None:
+        """Count the close (tests check that a replaced provider was closed)."""
+        self.closed += 1
+
     def _next(self, messages: list[Message], tools: list[ToolSchema]) -> Reply:
         if self._fn is not None:
             return self._fn(messages, tools)
@@ -156,7 +168,7 @@ class FakeProvider:
         else:
             response = ModelResponse({"role": "assistant", "content": None, **reply})
         text = response.message.get("content")
-        if isinstance(text, str):
+        if isinstance(text, str) and self.can_stream:
             for i in range(0, len(text), self.chunk):
                 if self.delay:
                     await asyncio.sleep(self.delay)
@@ -171,4 +183,6 @@ class FakeProvider:
 
 def fake_provider(model: str | None = None, *, name: str = "fake", **options: Any) -> FakeProvider:
     """Registry entry of ``"fake:..."`` models (see :meth:`FakeProvider.from_spec`)."""
-    return FakeProvider.from_spec(model or "", **options)
+    provider = FakeProvider.from_spec(model or "", **options)
+    provider.settings = dict(options)
+    return provider

@@ -19,19 +19,35 @@ from importlib import import_module
 from typing import Any
 
 from ..errors import UsageError
-from .base import ModelResponse, Provider, TextDelta, ToolSchema, Usage, complete
+from ._windows import KNOWN_CONTEXT_WINDOWS, known_context_window
+from .base import (
+    BaseProvider,
+    ModelResponse,
+    Provider,
+    TextDelta,
+    ToolSchema,
+    Usage,
+    as_provider,
+    complete,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
+    "KNOWN_CONTEXT_WINDOWS",
     "PROVIDERS",
+    "BaseProvider",
     "ModelResponse",
     "Provider",
     "TextDelta",
     "ToolSchema",
     "Usage",
+    "as_provider",
     "complete",
+    "inherited_settings",
+    "known_context_window",
     "parse_model_id",
     "resolve_provider",
+    "switch_model",
 ]
 
 DEFAULT_MODEL = "local"
@@ -160,7 +176,8 @@ def resolve_provider(
         api_key: API key; default from the provider's environment variable.
         base_url: URL of an OpenAI-compatible server (``http://127.0.0.1:8080/v1``).
         **options: Passed to the provider class (``temperature``, ``max_tokens``, ``timeout``,
-            ``max_retries``; ``model_path``/``n_ctx`` for ``local``).
+            ``max_retries``, ``context_window`` (overrides the known window of the model),
+            ``streaming``; ``model_path``/``n_ctx``/``tools`` for ``local``).
 
     Returns:
         A ready :class:`~scratchy.providers.base.Provider`; nothing is sent yet.
@@ -199,3 +216,92 @@ def resolve_provider(
                 f"it accepts: {', '.join(accepted)}"
             )
     return cls(model_name, name=name, **kwargs)
+
+
+_MODEL_SPECIFIC = frozenset({"model_path", "context_window"})
+"""Settings that describe the model rather than the connection: never inherited."""
+_CONNECTION = frozenset({"api_key", "base_url"})
+"""Settings inherited only by a provider of the same name (a key must not reach another)."""
+
+
+def _target(current: Provider, model: str) -> tuple[str, str | None]:
+    """Which provider serves ``model`` when switching from ``current``."""
+    text = model.strip()
+    prefix, sep, rest = text.partition(":")
+    key = _ALIASES.get(prefix.lower(), prefix.lower())
+    if key in PROVIDERS:
+        return key, (rest.strip() or None) if sep else None
+    # On Ollama or a self-hosted server every bare name (tags included: "qwen2.5:7b") is
+    # another model of the same server.
+    if "base_url" in current.settings or current.name in ("openai-compatible", "ollama"):
+        return current.name, text or None
+    try:
+        return parse_model_id(text)
+    except UsageError:
+        if sep:  # "mistral:large": an unknown provider, not a model name
+            raise
+    return current.name, text or None  # a bare name: another model of the same provider
+
+
+def inherited_settings(current: Provider | None, model: str) -> tuple[str, dict[str, Any]]:
+    """The model id and options :func:`switch_model` resolves to replace ``current``.
+
+    ``model`` with a provider prefix (``anthropic:...``) names that provider; a bare name names
+    another model of the current provider (or the provider it obviously belongs to, such as
+    ``gpt-4o``, unless the current one is Ollama or a self-hosted server, where any name, tags
+    included, is another model of the same server). The current provider's
+    :attr:`~scratchy.providers.base.Provider.settings` carry over: all of them to a provider of
+    the same name; to another provider only the options it accepts, without ``api_key`` and
+    ``base_url``. ``model_path`` and ``context_window`` describe one model and never carry over.
+
+    Args:
+        current: The provider being replaced (``None``: nothing to inherit).
+        model: The new model id, as typed after ``/model``.
+
+    Returns:
+        ``(model_id, options)`` for :func:`resolve_provider`.
+
+    Raises:
+        UsageError: Unknown provider prefix.
+    """
+    if current is None:
+        return model, {}
+    current = as_provider(current)
+    name, model_name = _target(current, model)
+    settings = {k: v for k, v in current.settings.items() if k not in _MODEL_SPECIFIC}
+    if name != current.name:
+        params = inspect.signature(_provider_class(name)).parameters
+        open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        settings = {
+            k: v
+            for k, v in settings.items()
+            if k not in _CONNECTION and (open_ended or k in params)
+        }
+    return f"{name}:{model_name or ''}", settings
+
+
+async def switch_model(current: Provider | None, model: str, **options: Any) -> Provider:
+    """Build the provider for ``model`` in place of ``current``, then close ``current``.
+
+    What carries over is described in :func:`inherited_settings`; ``options`` override it. When
+    the new provider cannot be built (unknown provider, missing key or SDK), the error is raised
+    and ``current`` is left open and usable.
+
+    Example::
+
+        provider = await switch_model(provider, "gpt-4.1")          # same key and base URL
+        provider = await switch_model(provider, "anthropic:claude-sonnet-4-6")
+
+    Args:
+        current: The provider in use (``None``: just resolve ``model``).
+        model: The new model id (``"provider:model"``, or a bare model name).
+        **options: Options for the new provider, over the inherited ones.
+
+    Returns:
+        The new provider; ``current`` has been closed (``await current.aclose()``).
+    """
+    model_id, inherited = inherited_settings(current, model)
+    provider = resolve_provider(model_id, **{**inherited, **options})
+    if current is not None and provider is not current:
+        await as_provider(current).aclose()
+    return provider

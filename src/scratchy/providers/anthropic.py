@@ -13,14 +13,15 @@ at module level so that they can be tested without a network:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from ..errors import MissingCredentialsError, MissingDependencyError, ProviderError
+from ..errors import MissingCredentialsError, ProviderError
 from ..messages import Message, text_of
+from ._client import SDKProvider
+from ._windows import known_context_window
 from .base import ModelResponse, TextDelta, ToolSchema, Usage
 
 __all__ = ["AnthropicProvider", "from_anthropic", "to_anthropic", "tools_to_anthropic"]
@@ -205,50 +206,7 @@ def from_anthropic(content: Sequence[Any]) -> Message:
     return message
 
 
-def _server_message(exc: Any) -> str:
-    message = getattr(exc, "api_message", None)
-    if isinstance(message, str) and message:
-        return message
-    body = getattr(exc, "body", None)
-    if isinstance(body, Mapping):
-        error = body.get("error", body)
-        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
-            return error["message"]
-    return str(getattr(exc, "message", None) or exc)
-
-
-def _to_provider_error(exc: BaseException, provider: str) -> ProviderError:
-    import anthropic
-
-    if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        hint = ""
-        if status in (401, 403):
-            hint = " (check ANTHROPIC_API_KEY)"
-        elif status == 404:
-            hint = " (check the model name)"
-        elif status in (429, 529) or status >= 500:
-            hint = " (overloaded or rate limited; try again later)"
-        return ProviderError(
-            f"{provider} answered HTTP {status}: {_server_message(exc)}{hint}",
-            provider=provider,
-            status=status,
-            retryable=status in (408, 409, 429) or status >= 500,
-        )
-    if isinstance(exc, anthropic.APITimeoutError):
-        return ProviderError(
-            f"{provider} did not answer in time; try again or raise timeout=",
-            provider=provider,
-            retryable=True,
-        )
-    if isinstance(exc, anthropic.APIConnectionError):
-        return ProviderError(
-            f"cannot reach {provider}: {exc.__cause__ or exc}", provider=provider, retryable=True
-        )
-    return ProviderError(f"{provider} failed: {_server_message(exc)}", provider=provider)
-
-
-class AnthropicProvider:
+class AnthropicProvider(SDKProvider):
     """Claude models over Anthropic's Messages API, streamed.
 
     Args:
@@ -260,13 +218,18 @@ class AnthropicProvider:
         max_retries: Retries of rate-limited, overloaded or failed requests, with backoff.
         timeout: Seconds to wait for one attempt.
         temperature: Sampling temperature; ``None`` leaves the API default.
+        context_window: Override of the model's context window (default from the table of
+            known models: 200,000 tokens for Claude models).
 
     Raises:
         MissingCredentialsError: No key given and ``ANTHROPIC_API_KEY`` is not set.
     """
 
-    supports_tools = True
-    can_stream = True
+    sdk_module = "anthropic"
+    sdk_extra = "anthropic"
+    sdk_purpose = "Claude models"
+    sdk_error = "AnthropicError"
+    key_env = ("ANTHROPIC_API_KEY",)
 
     def __init__(
         self,
@@ -279,39 +242,35 @@ class AnthropicProvider:
         max_retries: int = 3,
         timeout: float = 120.0,
         temperature: float | None = None,
+        context_window: int | None = None,
     ) -> None:
-        self.name = name
-        self.model = model or DEFAULT_MODEL
-        self.base_url = base_url
-        self.max_tokens = max_tokens
-        self.max_retries = max_retries
-        self.timeout = timeout
-        self.temperature = temperature
         key = api_key or os.environ.get("ANTHROPIC_API_KEY")
         if not key and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
             raise MissingCredentialsError(name, "ANTHROPIC_API_KEY")
-        self._api_key = key
-        self._client: Any = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        _import_anthropic()
+        super().__init__(
+            name=name,
+            model=model or DEFAULT_MODEL,
+            api_key=key,
+            base_url=base_url,
+            max_retries=max_retries,
+            timeout=timeout,
+            context_window=context_window,
+        )
+        self._remember(locals())
+        self.max_tokens = max_tokens
+        self.temperature = temperature
 
     def __repr__(self) -> str:
         return f"AnthropicProvider(model={self.model!r})"
 
-    @property
-    def client(self) -> Any:
-        """The ``anthropic.AsyncAnthropic`` client, created for the running event loop."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            anthropic = _import_anthropic()
-            kwargs: dict[str, Any] = {"max_retries": self.max_retries, "timeout": self.timeout}
-            if self._api_key:
-                kwargs["api_key"] = self._api_key
-            if self.base_url:
-                kwargs["base_url"] = self.base_url
-            self._client = anthropic.AsyncAnthropic(**kwargs)
-            self._client_loop = loop
-        return self._client
+    def _new_client(self) -> Any:
+        return self.sdk.AsyncAnthropic(**self._client_options())
+
+    def _default_url(self) -> str:
+        return "api.anthropic.com"
+
+    def _known_context_window(self) -> int | None:
+        return known_context_window("anthropic", self.model)
 
     def _request(self, messages: list[Message], tools: list[ToolSchema]) -> dict[str, Any]:
         system, api_messages = to_anthropic(messages)
@@ -344,13 +303,12 @@ class AnthropicProvider:
         Raises:
             ProviderError: The API refused or failed after the SDK's retries.
         """
-        anthropic = _import_anthropic()
         kwargs = self._request(messages, tools)
         blocks: dict[int, dict[str, Any]] = {}
         json_parts: dict[int, list[str]] = {}
         usage = Usage()
         stop_reason: str | None = None
-        try:
+        with self._sdk_errors():
             stream = await self.client.messages.create(**kwargs)
             try:
                 async for event in stream:
@@ -407,8 +365,6 @@ class AnthropicProvider:
                         )
             finally:
                 await stream.close()
-        except anthropic.AnthropicError as exc:
-            raise _to_provider_error(exc, self.name) from exc
         for index, parts in json_parts.items():
             raw = "".join(parts)
             try:
@@ -422,11 +378,3 @@ class AnthropicProvider:
             finish_reason=_STOP_REASONS.get(stop_reason or "", stop_reason),
             raw=blocks,
         )
-
-
-def _import_anthropic() -> Any:
-    try:
-        import anthropic
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("anthropic", "anthropic", "Claude models") from exc
-    return anthropic

