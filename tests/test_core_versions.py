@@ -310,3 +310,40 @@ async def test_store_io_never_stalls_the_event_loop(tmp_path: Path) -> None:
     p99 = min([await measure() for _ in range(3)])
     assert p99 <= 0.010, f"p99 loop lag {p99 * 1000:.1f} ms"
     assert len(sm.load_session("s0") or []) == 400 + 3 * 2
+
+
+@pytest.mark.parametrize(
+    ("model", "window"),
+    [
+        ("openai:gpt-4o-mini", 128_000),
+        ("anthropic:claude-sonnet-4-5", 200_000),
+        ("groq:llama-3.1-8b-instant", 131_072),
+        ("gemini:gemini-2.0-flash", 1_048_576),
+    ],
+)
+def test_built_in_providers_give_the_agent_a_context_window(
+    model: str, window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Problem 4: automatic compaction needs no configuration with a built-in provider."""
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.setenv(var, "test-key")
+    agent = Agent(model, autosave=False)
+    assert agent._context_window() == window
+    assert Agent(model, autosave=False, context_window=1000)._context_window() == 1000
+
+
+async def test_compaction_runs_near_the_providers_window(tmp_path: Path) -> None:
+    sm = SessionManager(tmp_path / "c")
+    replies = ["summary of the early turns"] + [f"reply {i} " * 40 for i in range(8)]
+    fake = FakeProvider(
+        lambda messages, tools: (
+            replies.pop(0) if "Summarise" in str(messages[0].get("content")) else "short answer"
+        ),
+        context_window=600,
+    )
+    agent = Agent(provider=fake, session_manager=sm)
+    for i in range(8):
+        await agent.chat(f"question {i} " * 30, session_id="long")
+    stored = sm.load_session("long") or []
+    assert any(m.get("compacted") for m in stored), "no compaction happened"
+    assert stored == agent.get_session("long").messages

@@ -27,9 +27,15 @@ from datetime import datetime
 from typing import Any, Literal
 
 from . import messages as msgs
-from .errors import MaxTurnsExceeded, ModelBehaviorError, SessionConflictError, UsageError
+from .errors import (
+    MaxTurnsExceeded,
+    ModelBehaviorError,
+    ScratchyError,
+    SessionConflictError,
+    UsageError,
+)
 from .messages import Message
-from .providers.base import ModelResponse, Provider, TextDelta
+from .providers.base import ModelResponse, Provider, TextDelta, as_provider
 from .sessions import SessionManager
 from .stores.base import SessionInfo, StoredSession, utcnow, validate_session_id
 from .tools import Tool, ToolRegistry, ToolResult
@@ -218,10 +224,6 @@ class _Callbacks:
     on_final_message: Callable[[str], Any] | None = None
 
 
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
-
-
 async def _call(callback: Callable[..., Any] | None, *args: Any) -> Any:
     if callback is None:
         return None
@@ -286,7 +288,7 @@ class Agent:
             )
         if max_iterations < 1:
             raise UsageError("max_iterations must be at least 1")
-        self._provider = provider
+        self._provider = as_provider(provider) if provider is not None else None
         self._provider_args = dict(
             model=model, llm=llm, api_key=api_key, base_url=base_url, **provider_options
         )
@@ -326,34 +328,38 @@ class Agent:
 
     @provider.setter
     def provider(self, value: Provider) -> None:
-        self._provider = value
+        self._provider = as_provider(value)
+
+    def _current_provider(self) -> Provider | None:
+        if self._provider is None:
+            with contextlib.suppress(ScratchyError):  # inherit the constructor's settings
+                return self.provider
+        return self._provider
 
     def set_model(self, model: str) -> None:
         """Switch to another ``"provider:model"`` for the following turns, keeping the
-        connection settings (``api_key``, ``base_url``, options); the replaced provider is
-        closed."""
-        from .providers import resolve_provider
+        connection settings (``api_key``, ``base_url``, options) when the provider stays the
+        same; the replaced provider is closed (at once, or as soon as the event loop runs)."""
+        from .providers import inherited_settings, resolve_provider
 
-        args = {**self._provider_args, "model": model, "llm": None}
-        new = resolve_provider(**args)
-        old, self._provider, self._provider_args = self._provider, new, args
-        if old is not None:
-            self._close_later(old)
+        old = self._current_provider()
+        model_id, options = inherited_settings(old, model)
+        self._provider = resolve_provider(model_id, **options)
+        if old is not None and old is not self._provider:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                asyncio.run(old.aclose())
+                return
+            task = loop.create_task(old.aclose())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
-    def _close_later(self, provider: Provider) -> None:
-        close = getattr(provider, "aclose", None)
-        if close is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            result = close()
-            if inspect.isawaitable(result):
-                asyncio.run(_await(result))
-            return
-        task = loop.create_task(_call(close))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    async def aset_model(self, model: str) -> None:
+        """:meth:`set_model`, awaiting the close of the replaced provider."""
+        from .providers import switch_model
+
+        self._provider = await switch_model(self._current_provider(), model)
 
     def add_tool(self, tool: Tool | Callable[..., Any]) -> Tool:
         """Add a tool (a ``Tool`` or a type-hinted function with a docstring)."""
@@ -379,9 +385,8 @@ class Agent:
         if self._mcp is not None:
             await self._mcp.aclose()
             self._mcp = None
-        close = getattr(self._provider, "aclose", None)
-        if close is not None:
-            await _call(close)
+        if self._provider is not None:
+            await self._provider.aclose()
 
     async def __aenter__(self) -> Agent:
         return self
@@ -554,8 +559,7 @@ class Agent:
     def _context_window(self) -> int | None:
         if self.context_window is not None:
             return self.context_window
-        window = getattr(self.provider, "context_window", None)
-        return window if isinstance(window, int) else None
+        return self.provider.context_window
 
     async def _maybe_compact(self, session: Session) -> None:
         from .history import estimate_tokens
@@ -588,22 +592,29 @@ class Agent:
         session = await self.aget_session(session_id)
         if self.session_manager is not None:
             await asyncio.to_thread(self.refresh, session)
+        provider = self.provider
+        await provider.load()  # idempotent: warms a local model, asks a server its window
         await self._maybe_compact(session)
         session.messages.append(msgs.user(text))
         try:
             tools = await self._tools()
+            schemas = tools.schemas() if provider.supports_tools else []
             for _ in range(self.max_iterations):
-                response = None
-                async for item in self.provider.stream(self._history(session), tools.schemas()):
+                response, streamed = None, False
+                async for item in provider.stream(self._history(session), schemas):
                     if isinstance(item, TextDelta):
+                        streamed = True
                         yield item
                     else:
                         response = item
                 if response is None:
                     raise ModelBehaviorError(
-                        f"{self.provider.name} ended without a response; try again",
-                        provider=self.provider.name,
+                        f"{provider.name} ended without a response; try again",
+                        provider=provider.name,
                     )
+                text = msgs.text_of(response.message)
+                if not streamed and text:  # a provider that does not stream: one piece
+                    yield TextDelta(text)
                 self._account(session, response)
                 reply = _unique_call_ids(session, response.message)
                 session.messages.append(reply)
