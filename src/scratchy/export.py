@@ -82,19 +82,34 @@ def redact_text(text: str) -> str:
     return text
 
 
+def _redact_json_text(text: str) -> str:
+    """A tool call's ``arguments`` (JSON text): redacted as data, so that secrets are found at
+    any depth of escaping; text that is not JSON is redacted as text."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return redact_text(text)
+    if not isinstance(data, (dict, list)):
+        return redact_text(text)
+    return json.dumps(_redact(data), ensure_ascii=False)
+
+
 def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, list):
         return [_redact(v) for v in value]
     if isinstance(value, dict):
-        return {
-            k: MASK
-            if isinstance(k, str) and _SECRET_KEY.match(k) and isinstance(v, (str, int, float))
-            and not isinstance(v, bool)
-            else _redact(v)
-            for k, v in value.items()
-        }
+        out = {}
+        for k, v in value.items():
+            secret_key = isinstance(k, str) and _SECRET_KEY.match(k) is not None
+            if secret_key and isinstance(v, (str, int, float)) and not isinstance(v, bool):
+                out[k] = MASK
+            elif k == "arguments" and isinstance(v, str):
+                out[k] = _redact_json_text(v)
+            else:
+                out[k] = _redact(v)
+        return out
     return value
 
 

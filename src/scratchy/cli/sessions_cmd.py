@@ -167,7 +167,7 @@ def _table(rows: list[dict], width: int) -> list[str]:
             else:
                 parts.append(text + " " * (w - cell_len(text)))
         out = (" " * gap).join(parts).rstrip()
-        return click.style(out, bold=True) if header else out
+        return click.style(out, bold=True) if header and not os.environ.get("NO_COLOR") else out
 
     return [line({n: n for n in columns}, header=True)] + [line(c) for c in cells]
 
