@@ -123,6 +123,8 @@ def migrate(source: str, dest: str, force: bool) -> None:
     from ..sessions import open_store
     from .sessions_cmd import _missing_store, cli_message
 
+    if source.rstrip("/") == dest.rstrip("/"):
+        raise click.ClickException("--from and --to name the same store")
     problem = _missing_store(source)
     if problem is not None:
         raise click.ClickException(f"--from: {problem}; nothing was copied")
