@@ -29,7 +29,7 @@ def test_sessions_list_show_export_import_rm(tmp_path: Path) -> None:
     assert "No sessions yet" in run("sessions", "list").output
     sm.save_session("sorting", MESSAGES)
     out = run("sessions", "list").output
-    assert "sorting" in out and "How do I sort a list?" in out and " 3 " in out
+    assert out.split("\t")[:2] == ["sorting", "3"] and out.endswith("\tHow do I sort a list?\n")
     rows = json.loads(run("sessions", "list", "--json").output)
     assert rows[0]["id"] == "sorting" and rows[0]["message_count"] == 3
     show = run("sessions", "show", "sorting").output
@@ -69,15 +69,27 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "neither JSON nor TOON" in result.output
 
 
-def _scratchy(*args: str, input: str | None = None, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SCRATCHY_MODEL="fake:")
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def scratchy_env(**extra: str) -> dict[str, str]:
+    """The environment of a ``scratchy`` subprocess: this checkout's package first (an absolute
+    path, since the command runs in another directory) and the echoing fake model."""
+    path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, SCRATCHY_MODEL="fake:", PYTHONPATH=path, **extra)
+
+
+def _scratchy(
+    *args: str, input: str | None = None, cwd: Path, **env: str
+) -> subprocess.CompletedProcess:
+    """Run the real entry point, ``python -m scratchy.cli.main ARGS``, in a pipe."""
     return subprocess.run(
         [sys.executable, "-m", "scratchy.cli.main", *args],
         input=input,
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=env,
+        env=scratchy_env(**env),
         timeout=60,
     )
 

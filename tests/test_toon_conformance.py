@@ -1,8 +1,9 @@
 """TOON conformance: one test per case of the toon-format/spec fixtures.
 
-The fixtures live outside the repository (``../shared/toon-spec-fixtures`` next to it,
-or the directory named by ``SCRATCHY_TOON_FIXTURES``). A missing folder is a failure,
-not a skip: without it this file would silently test nothing.
+The fixtures are vendored in ``tests/fixtures/toon-spec/`` (see its README.txt for the spec
+commit and version, and LICENSE); ``SCRATCHY_TOON_FIXTURES`` may name another copy, e.g. a newer
+spec checkout. A missing folder is a failure, not a skip: without it this file would silently
+test nothing.
 
 ``scratchy.toon`` follows spec 4.4. The fixture suite is the spec 4.0 one, which has 4
 optional non-strict cases where a malformed header falls back to a literal key
@@ -26,7 +27,7 @@ def _fixtures_dir() -> Path:
     override = os.environ.get("SCRATCHY_TOON_FIXTURES")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "toon-spec-fixtures"
+    return Path(__file__).resolve().parent / "fixtures" / "toon-spec"
 
 
 FIXTURES = _fixtures_dir()

@@ -12,6 +12,15 @@ from .messages import Message, text_of
 
 FORMATS = ("json", "toon", "md")
 
+# Names that hold secrets: password, passwd, passphrase, pwd, secret, token, apikey, *_key,
+# credentials; with any prefix (OPENAI_API_KEY, db_password, x-api-key) and a suffix after _ or
+# - (secret_key, token_value), but not "tokens", "max_tokens", "monkey" or a bare "key".
+_SECRET_NAME = (
+    r"[A-Za-z0-9_.-]*?(?:pass(?:word|wd|phrase)|pwd|secret|token|apikey|[_-]key"
+    r"|credentials?)(?:[_-][A-Za-z0-9_-]*)?"
+)
+_SECRET_KEY = re.compile(rf"(?i)^{_SECRET_NAME}$")
+
 _SECRET_PATTERNS = [
     # vendor API keys
     re.compile(
@@ -21,10 +30,22 @@ _SECRET_PATTERNS = [
     ),
     # bearer tokens and basic auth headers
     re.compile(r"(?i)(\b(?:bearer|token|basic)\s+)[A-Za-z0-9._~+/=-]{12,}"),
-    # .env-style assignments of secrets: NAME_KEY=value, password: value
+    # quoted keys, as in JSON, Python or YAML: "password": "x", 'api_key': 'x', "token": 12,
+    # and the same inside an encoded JSON string (\"password\": \"x\")
     re.compile(
-        r"(?im)^(\s*(?:export\s+)?[A-Z0-9_]*(?:KEY|SECRET|TOKEN|PASSWORD|PASSWD|PWD)"
-        r"[A-Z0-9_]*\s*[=:]\s*)(\"[^\"\n]*\"|'[^'\n]*'|[^\s#]+)"
+        rf"(?i)((\\?[\"']){_SECRET_NAME}\2\s*[:=]\s*)"
+        r"(\"(?:[^\"\\\n]|\\.)*\"|\\\"(?:[^\"\\\n]|\\[^\"\n])*\\\"|'[^'\n]*'"
+        r"|[^\s,;}\]\"'\\]+)"
+    ),
+    # assignments, .env lines and YAML: OPENAI_API_KEY=x, db_password=x, secret: x
+    re.compile(
+        rf"(?i)((?<![A-Za-z0-9_.-]){_SECRET_NAME}\s*(?:=|:(?!//))\s*)"
+        r"(\"[^\"\n]*\"|'[^'\n]*'|(?!\[REDACTED\])[^\s,;&#\"']+)"
+    ),
+    # command-line flags: --password hunter2, --api-key=X, --token 'x y'
+    re.compile(
+        rf"(?i)((?<![A-Za-z0-9_-])--?{_SECRET_NAME}(?:\s+|=))"
+        r"(\"[^\"\n]*\"|'[^'\n]*'|(?!-)[^\s\"']+)"
     ),
     # passwords inside URLs
     re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(?=@)"),
@@ -32,14 +53,45 @@ _SECRET_PATTERNS = [
 MASK = "[REDACTED]"
 
 
+def _mask(match: re.Match[str]) -> str:
+    """The match with its value (the last group) masked, quotes kept so JSON stays valid."""
+    last = match.re.groups
+    value = match.group(last)
+    if value.strip("\\\"'") == MASK:
+        return match.group(0)
+    head = match.group(0)[: match.start(last) - match.start(0)]
+    for quote in ('\\"', '"', "'"):
+        if len(value) >= 2 * len(quote) and value.startswith(quote) and value.endswith(quote):
+            return f"{head}{quote}{MASK}{quote}"
+    if match.re is _SECRET_PATTERNS[2] and match.group(2).endswith('"'):
+        return f'{head}{match.group(2)}{MASK}{match.group(2)}'  # "pin": 1234 stays JSON
+    return head + MASK
+
+
 def redact_text(text: str) -> str:
-    """``text`` with API keys, bearer tokens, secret assignments and URL passwords masked."""
+    """``text`` with API keys, bearer tokens, secret assignments (``NAME_KEY=...``,
+    ``"password": "..."``), secret command-line flags (``--password ...``) and URL passwords
+    masked."""
     for pattern in _SECRET_PATTERNS:
-        if pattern.groups:
-            text = pattern.sub(lambda m: m.group(1) + MASK, text)
-        else:
+        if pattern.groups == 0:  # the whole match is the secret
             text = pattern.sub(MASK, text)
+        elif pattern.groups == 1:  # group 1 is what comes before the secret
+            text = pattern.sub(lambda m: m.group(1) + MASK, text)
+        else:  # the last group is the value, maybe quoted
+            text = pattern.sub(_mask, text)
     return text
+
+
+def _redact_json_text(text: str) -> str:
+    """A tool call's ``arguments`` (JSON text): redacted as data, so that secrets are found at
+    any depth of escaping; text that is not JSON is redacted as text."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return redact_text(text)
+    if not isinstance(data, (dict, list)):
+        return redact_text(text)
+    return json.dumps(_redact(data), ensure_ascii=False)
 
 
 def _redact(value: Any) -> Any:
@@ -48,12 +100,22 @@ def _redact(value: Any) -> Any:
     if isinstance(value, list):
         return [_redact(v) for v in value]
     if isinstance(value, dict):
-        return {k: _redact(v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            secret_key = isinstance(k, str) and _SECRET_KEY.match(k) is not None
+            if secret_key and isinstance(v, (str, int, float)) and not isinstance(v, bool):
+                out[k] = MASK
+            elif k == "arguments" and isinstance(v, str):
+                out[k] = _redact_json_text(v)
+            else:
+                out[k] = _redact(v)
+        return out
     return value
 
 
 def redact_messages(messages: list[Message]) -> list[Message]:
-    """A copy of ``messages`` with every string value redacted (see :func:`redact_text`)."""
+    """A copy of ``messages`` with every string value redacted (see :func:`redact_text`), and
+    the values of keys named like secrets (``password``, ``api_key``...) masked."""
     return _redact(copy.deepcopy(messages))  # type: ignore[no-any-return]
 
 

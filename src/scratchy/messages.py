@@ -9,6 +9,7 @@ bad message index and field.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -92,6 +93,46 @@ def _bad(index: int, field: str, problem: str) -> InvalidMessageError:
     )
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_in(value: Any) -> str | None:
+    """The path (``""``, ``[2]``, ``.key``) of the first string in ``value`` holding a lone
+    surrogate, which cannot be written as UTF-8, or None."""
+    if isinstance(value, str):
+        return None if value.isascii() or not _SURROGATE.search(value) else ""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and _surrogate_in(key) is not None:
+                return f".{_printable(key)}"
+            found = _surrogate_in(item)
+            if found is not None:
+                return f".{key}{found}"
+    elif isinstance(value, (list, tuple)):
+        for j, item in enumerate(value):
+            found = _surrogate_in(item)
+            if found is not None:
+                return f"[{j}]{found}"
+    return None
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _check_text(msg: Mapping[str, Any], index: int) -> None:
+    for key, value in msg.items():
+        where = "" if _surrogate_in(key) is not None else _surrogate_in(value)
+        key = _printable(key)
+        if where is not None:
+            raise _bad(
+                index,
+                f"{key}{where}",
+                "holds a lone surrogate (a character that is not valid Unicode, often a byte "
+                "that was not UTF-8); decode the text with errors='replace' first",
+            )
+
+
 def _check_json(value: Any, index: int, field: str) -> None:
     try:
         json.dumps(value, allow_nan=False)
@@ -148,6 +189,7 @@ def validate_message(msg: Any, index: int = 0) -> None:
     for key, value in msg.items():
         if key not in ("role", "content", "tool_calls", "tool_call_id", "name"):
             _check_json(value, index, key)
+    _check_text(msg, index)
 
 
 def validate_messages(messages: Any, *, start: int = 0) -> list[Message]:

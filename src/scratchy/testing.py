@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .messages import Message, ToolCall
 from .providers.base import BaseProvider, ModelResponse, TextDelta, ToolSchema, Usage
 
@@ -32,6 +33,36 @@ Reply = str | dict[str, Any] | ModelResponse | BaseException
 """A scripted reply: text, an assistant message dict, a full response, or an error to raise."""
 
 _ids = itertools.count(1)
+
+_SCRIPT_HINT = (
+    "use fake: (echo) or fake:PATH to a JSON list of replies, e.g. "
+    '["Hello!", {"content": "Done."}]'
+)
+
+
+def _read_script(spec: str) -> Any:
+    """The JSON of a ``fake:PATH`` script; a missing, unreadable or invalid file is one clear
+    :class:`~scratchy.errors.UsageError`."""
+    path = Path(spec).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"fake model script {spec} does not exist: {_SCRIPT_HINT}") from None
+    except IsADirectoryError:
+        raise UsageError(f"fake model script {spec} is a directory: {_SCRIPT_HINT}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"fake model script {spec} is not UTF-8 text: {_SCRIPT_HINT}") from None
+    except OSError as exc:
+        raise UsageError(
+            f"fake model script {spec} cannot be read ({exc.strerror or exc})"
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"fake model script {spec} is not valid JSON (line {exc.lineno}, column "
+            f"{exc.colno}: {exc.msg}): {_SCRIPT_HINT}"
+        ) from None
 
 
 class UnexpectedModelCall(AssertionError):
@@ -98,14 +129,14 @@ class FakeProvider(BaseProvider):
         an object ``{"replies": [...], "delay": seconds, "chunk": characters}``.
         """
         if spec:
-            script = json.loads(Path(spec).read_text(encoding="utf-8"))
+            script = _read_script(spec)
             if isinstance(script, dict):  # {"replies": [...], "delay": 0.05, "chunk": 4}
                 options = {**{k: script[k] for k in ("delay", "chunk") if k in script}, **options}
                 script = script.get("replies")
             if not isinstance(script, list):
-                raise ValueError(
-                    f"{spec}: expected a JSON list of replies, or an object with "
-                    "'replies' (and optional 'delay', 'chunk')"
+                raise UsageError(
+                    f"fake model script {spec}: expected a JSON list of replies, or an object "
+                    "with 'replies' (and optional 'delay', 'chunk')"
                 )
             return cls(script, **options)
         return cls(lambda messages, tools: f"You said: {messages[-1].get('content')}", **options)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import click
 
-from .sessions_cmd import sessions
+from .sessions_cmd import cli_message, sessions
 
 
 class _Group(click.Group):
-    """Print a ScratchyError as one red line (the traceback with --debug)."""
+    """Print a ScratchyError as one red line, worded for the command line (see
+    :func:`~scratchy.cli.sessions_cmd.cli_message`); the traceback with --debug."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -21,7 +23,7 @@ class _Group(click.Group):
 
             if not isinstance(exc, ScratchyError) or ctx.meta.get("debug"):
                 raise
-            click.secho(f"Error: {exc}", fg="red", err=True)
+            click.secho(f"Error: {cli_message(exc)}", fg="red", err=True)
             ctx.exit(1)
 
 
@@ -64,6 +66,16 @@ def _chat_options(fn: Any) -> Any:
     return fn
 
 
+def _check_fake_script(model: str | None) -> None:
+    """Read a ``fake:PATH`` script before anything starts, so that a missing or broken file is
+    one line at start-up (raises :class:`~scratchy.errors.UsageError`) rather than a failed
+    first turn. Other models are resolved by the agent as usual."""
+    if model and model.startswith("fake:") and model != "fake:":
+        from ..testing import FakeProvider
+
+        FakeProvider.from_spec(model.removeprefix("fake:"))
+
+
 @click.group(
     cls=_Group,
     invoke_without_command=True,
@@ -96,6 +108,7 @@ def chat(
 ) -> None:
     """Chat in a session. With QUESTION (or text on stdin), answer once and exit."""
     ctx.meta["debug"] = debug
+    _check_fake_script(model or os.environ.get("SCRATCHY_MODEL"))
     from .repl import run_chat
 
     code = run_chat(

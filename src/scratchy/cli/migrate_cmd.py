@@ -121,18 +121,26 @@ def migrate(source: str, dest: str, force: bool) -> None:
         scratchy sessions migrate --from scratchy/session_history --to sqlite:///sessions.db
     """
     from ..sessions import open_store
+    from .sessions_cmd import _missing_store, cli_message
 
+    if source.rstrip("/") == dest.rstrip("/"):
+        raise click.ClickException("--from and --to name the same store")
+    problem = _missing_store(source)
+    if problem is not None:
+        raise click.ClickException(f"--from: {problem}; nothing was copied")
     try:
         src = open_store(source)
         dst = open_store(dest)
     except ScratchyError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(cli_message(exc)) from None
     if src.location == dst.location:
         raise click.ClickException("--from and --to name the same store")
     try:
-        report = copy_sessions(src, dst, force=force, echo=click.echo)
+        report = copy_sessions(
+            src, dst, force=force, echo=lambda line: click.echo(cli_message(line))
+        )
     except ScratchyError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(cli_message(exc)) from None
     summary = (
         f"{len(report.copied)} copied, {len(report.unchanged)} already there, "
         f"{len(report.problems)} failed: {src.location} -> {dst.location} (source unchanged)"
@@ -140,6 +148,6 @@ def migrate(source: str, dest: str, force: bool) -> None:
     if report.problems:
         click.echo(summary, err=True)
         for line in report.problems:
-            click.echo(f"  {line}", err=True)
+            click.echo(f"  {cli_message(line)}", err=True)
         sys.exit(1)
     click.echo(summary)
