@@ -106,3 +106,12 @@ def test_a_session_edited_by_hand_is_not_overwritten_by_a_stale_writer(tmp_path:
             ],
         )
     assert sm.load_session("hand") == [{"role": "user", "content": "edited by hand"}]
+
+
+def test_reading_a_directory_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "typo"
+    sm = SessionManager(missing)
+    assert sm.list_sessions() == [] and sm.search("anything") == []
+    assert sm.load_session("x") is None and not sm.session_exists("x")
+    assert sm.list_page(limit=3).items == [] and sm.list_trash() == []
+    assert not missing.exists()

@@ -43,7 +43,7 @@ class FileSearchIndex:
         if self._db is not None:
             return self._db
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, exist_ok=True)  # never the session directory
             try:
                 db = self._open(str(self.path))
             except sqlite3.DatabaseError:  # damaged: it is only an index, rebuild it

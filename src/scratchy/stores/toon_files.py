@@ -389,6 +389,8 @@ class TOONFileStore(BaseStore):
         """SQLite FTS5 index kept in ``<dir>/.index/`` (in memory for a read-only directory)."""
         from .file_search import FileSearchIndex
 
+        if not self.directory.is_dir():  # nothing stored yet: nothing to find, nothing created
+            return []
         with self._mutex:
             if self._search_index is None:
                 self._search_index = FileSearchIndex(self)
