@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -117,8 +119,15 @@ class Repl:
     def short_id(self, session_id: str | None = None) -> str:
         """``session_id`` (default: the current one) cut to a third of the width with ``…``."""
         sid = self.session_id if session_id is None else session_id
-        room = max(8, self.console.size.width // 3)
+        room = max(8, self.width() // 3)
         return sid if len(sid) <= room else sid[: room - 1] + "…"
+
+    def width(self) -> int:
+        """The terminal's width in columns (rich assumes 80 on a dumb terminal)."""
+        if self._prompt is not None:
+            with contextlib.suppress(Exception):
+                return int(self._prompt.app.output.get_size().columns)
+        return shutil.get_terminal_size().columns
 
     async def ask(self, question: str) -> str:
         """Ask a question at the prompt (used for tool approval)."""
@@ -346,6 +355,22 @@ def run_chat(
     Input is kept as typed (indentation included); bytes that are not UTF-8 become U+FFFD.
     """
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    quiet = no_tty_echo() if question is None else contextlib.nullcontext()
+    with quiet:
+        return _run_chat(err, session_id, model, directory, approve, tools, debug, question, markdown)
+
+
+def _run_chat(
+    err: Console,
+    session_id: str,
+    model: str | None,
+    directory: str | None,
+    approve: str,
+    tools: bool,
+    debug: bool,
+    question: str | None,
+    markdown: bool,
+) -> int:
     try:
         SessionManager.validate_id(session_id)
         agent = build_agent(model=model, directory=directory, approve=approve)
@@ -376,6 +401,30 @@ def run_chat(
             err.print_exception()
         err.print(f"[red]Error: {escape(str(exc))}[/red]")
         return 1
+
+
+@contextlib.contextmanager
+def no_tty_echo() -> Iterator[None]:
+    """Stop the terminal from echoing what is typed while no prompt is shown (at start-up,
+    during a reply): prompt_toolkit shows typed-ahead text itself, so it would appear twice."""
+    try:
+        import termios
+
+        fd = sys.stdin.fileno()
+        old = termios.tcgetattr(fd) if os.isatty(fd) else None
+    except (ImportError, OSError, ValueError):
+        old = None
+    if old is None:
+        yield
+        return
+    quiet = list(old)
+    quiet[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            termios.tcsetattr(fd, termios.TCSANOW, old)
 
 
 def read_stdin() -> str | None:
