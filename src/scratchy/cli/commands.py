@@ -65,10 +65,7 @@ async def dispatch(repl: Repl, line: str) -> None:
     if cmd is None:
         close = difflib.get_close_matches(name, COMMANDS, n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]}?" if close else ""
-        repl.error(
-            f"Unknown command '{name}'.{hint} Type /help for the list "
-            f"(start with // to send a message that begins with /)."
-        )
+        repl.error(f"Unknown command '{name}'.{hint} Type /help for the list.")
         return
     if cmd.raw:
         args = [rest.strip()] if rest.strip() else []

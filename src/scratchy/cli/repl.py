@@ -185,6 +185,8 @@ class Repl:
         """Store what is left, check the store holds every session as shown, and say so."""
         unsaved: list[str] = []
         for sid, session in list(self.agent.sessions.items()):
+            if stored_as_in_memory(self, sid):
+                continue
             try:
                 self.agent.save(session)
             except ScratchyError as exc:
