@@ -108,7 +108,11 @@ def _call(name: str, **args) -> dict:
         "role": "assistant",
         "content": None,
         "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
         ],
     }
 
@@ -325,12 +329,12 @@ def test_search_escape_clear_and_undo(cwd: Path) -> None:
     t = Term(cwd, "-s", "words")
     t.wait_prompt()
     t.send("don't stop")
-    assert "words #1 (user): [don't] stop" in t.send("/search don't") or "don" in t.send(
-        "/search don't"
-    )
+    assert "words #1 (user):" in t.send("/search don't stop")
     assert t.send("//usr/bin/python is slow").endswith("You said: /usr/bin/python is slow")
     assert "//" in t.send("/help")
-    assert t.send("/clear now") == "Usage: /clear (takes no arguments; it clears the current session)"
+    assert t.send("/clear now") == (
+        "Usage: /clear (takes no arguments; it clears the current session)"
+    )
     assert len(_store(cwd).load_session("words")) == 5
     assert t.send("/clear") == (
         "🧹 Cleared session 'words': 4 messages removed from the stored session (kept the "

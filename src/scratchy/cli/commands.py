@@ -109,7 +109,9 @@ async def _help(repl: Repl, args: list[str]) -> None:
         seen.add(id(cmd.handler))
         repl.say(f"   {cmd.usage:<34} {cmd.help}")
     repl.say("   Esc+Enter inserts a new line; Ctrl-C cancels a reply; Ctrl-D exits.")
-    repl.say("   Start a message with // to send one that begins with / (//usr/bin sends /usr/bin).")
+    repl.say(
+        "   Start a message with // to send one that begins with / (//usr/bin sends /usr/bin)."
+    )
 
 
 @command("status", "/status", "Show current session info")

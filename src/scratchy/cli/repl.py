@@ -14,8 +14,8 @@ import os
 import shutil
 import signal
 import sys
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -315,7 +315,10 @@ def stored_as_in_memory(repl: Repl, session_id: str) -> bool:
     its system prompt counts as stored when the store has it empty or not at all)."""
     session = repl.agent.sessions.get(session_id)
     memory = session.messages if session is not None else []
-    stored = repl.sm.load_session(session_id)
+    try:
+        stored = repl.sm.load_session(session_id)
+    except ScratchyError:  # corrupted, or the store is unreachable: not what is shown
+        return False
     if stored == memory:
         return True
     return not stored and all(m.get("role") == "system" for m in memory)
@@ -359,7 +362,9 @@ def run_chat(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     quiet = no_tty_echo() if question is None else contextlib.nullcontext()
     with quiet:
-        return _run_chat(err, session_id, model, directory, approve, tools, debug, question, markdown)
+        return _run_chat(
+            err, session_id, model, directory, approve, tools, debug, question, markdown
+        )
 
 
 def _run_chat(
