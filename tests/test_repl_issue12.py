@@ -176,7 +176,7 @@ def test_a_model_script_that_cannot_be_read(cwd: Path) -> None:
     out = t.send("/model fake:/nonexistent.json")
     assert out == (
         "Cannot use the model 'fake:/nonexistent.json': No such file or directory: "
-        "/nonexistent.json. Fix it, or choose another model with --model. The model is unchanged."
+        "/nonexistent.json. Fix it, or choose another model with /model. The model is unchanged."
     )
     assert t.send("/model") == "🧠 Model: fake:fake-model"
     assert t.send("still here").endswith("You said: still here")

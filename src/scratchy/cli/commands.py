@@ -380,7 +380,7 @@ async def _model(repl: Repl, args: list[str]) -> None:
         except ScratchyError:
             raise  # one line, printed by the loop
         except (OSError, ValueError) as exc:
-            repl.error(model_problem(exc, args[0]) + " The model is unchanged.")
+            repl.error(model_problem(exc, args[0], "/model") + " The model is unchanged.")
             return
         repl._warm_up()
     p = repl.agent.provider

@@ -96,7 +96,8 @@ class Repl:
             complete_while_typing=False,
             enable_history_search=True,
             key_bindings=keys,
-            prompt_continuation=lambda width, line, wrap: "." * (width - 1) + " ",
+            # dots before the lines of a multi-line message; a long line wraps to column 0
+            prompt_continuation=lambda width, line, wrap: "" if wrap else "." * (width - 1) + " ",
         )
 
     async def read_line(self) -> str | None:
@@ -443,7 +444,7 @@ def read_stdin() -> str | None:
     return data.rstrip("\r\n") if data.strip() else None
 
 
-def model_problem(exc: Exception, spec: str | None) -> str:
+def model_problem(exc: Exception, spec: str | None, switch: str = "--model") -> str:
     """One line for a model that cannot be built (a script file missing or not JSON...)."""
     spec = spec or os.environ.get("SCRATCHY_MODEL")
     what = f"the model '{spec}'" if spec else "the model"
@@ -453,7 +454,7 @@ def model_problem(exc: Exception, spec: str | None) -> str:
         detail = f"not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
     else:
         detail = str(exc) or type(exc).__name__
-    return f"Cannot use {what}: {detail}. Fix it, or choose another model with --model."
+    return f"Cannot use {what}: {detail}. Fix it, or choose another model with {switch}."
 
 
 async def _run(repl: Repl) -> int:
