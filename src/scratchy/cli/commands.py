@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from prompt_toolkit.completion import Completer, Completion
 
-from ..errors import InvalidSessionIdError
+from ..errors import InvalidSessionIdError, ScratchyError
 from ..stores.base import local_iso, validate_session_id
 from .render import export_text, format_transcript, short
 
@@ -31,19 +31,27 @@ class SlashCommand:
     usage: str
     help: str
     completes_session: bool = False
+    raw: bool = False
+    """The handler gets the rest of the line as one argument (no quoting rules)."""
 
 
 COMMANDS: dict[str, SlashCommand] = {}
 
 
 def command(
-    name: str, usage: str, help: str, *, sessions: bool = False, aliases: tuple[str, ...] = ()
+    name: str,
+    usage: str,
+    help: str,
+    *,
+    sessions: bool = False,
+    aliases: tuple[str, ...] = (),
+    raw: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register a slash command handler under ``/name`` (and its aliases)."""
 
     def register(fn: Handler) -> Handler:
         for n in (name, *aliases):
-            COMMANDS["/" + n] = SlashCommand(fn, usage, help, sessions)
+            COMMANDS["/" + n] = SlashCommand(fn, usage, help, sessions, raw)
         return fn
 
     return register
@@ -51,18 +59,22 @@ def command(
 
 async def dispatch(repl: Repl, line: str) -> None:
     """Run the slash command on ``line``, or say which command was probably meant."""
-    try:
-        words = shlex.split(line)
-    except ValueError as exc:
-        repl.error(f"Could not parse '{line}': {exc}")
-        return
-    name, args = words[0].lower(), words[1:]
+    head, _, rest = line.strip().partition(" ")
+    name = head.lower()
     cmd = COMMANDS.get(name)
     if cmd is None:
         close = difflib.get_close_matches(name, COMMANDS, n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]}?" if close else ""
         repl.error(f"Unknown command '{name}'.{hint} Type /help for the list.")
         return
+    if cmd.raw:
+        args = [rest.strip()] if rest.strip() else []
+    else:
+        try:
+            args = shlex.split(rest)
+        except ValueError as exc:
+            repl.error(f"Could not read the arguments of {name}: {exc} (close the quote)")
+            return
     await cmd.handler(repl, args)
 
 
@@ -97,22 +109,36 @@ async def _help(repl: Repl, args: list[str]) -> None:
         seen.add(id(cmd.handler))
         repl.say(f"   {cmd.usage:<34} {cmd.help}")
     repl.say("   Esc+Enter inserts a new line; Ctrl-C cancels a reply; Ctrl-D exits.")
+    repl.say(
+        "   Start a message with // to send one that begins with / (//usr/bin sends /usr/bin)."
+    )
 
 
 @command("status", "/status", "Show current session info")
 async def _status(repl: Repl, args: list[str]) -> None:
+    from .repl import demo_model_notice, stored_as_in_memory
+
+    if args:
+        _usage(repl, "/status")
+        return
     session = repl.agent.get_session(repl.session_id)
-    pending = session.messages[session.saved_count :]
-    saved = repl.sm.session_exists(repl.session_id) and (
-        not session.unsynced or all(m.get("role") == "system" for m in pending)
-    )
+    info = repl.sm.session_info(repl.session_id)  # what the store holds, now
     repl.say("📊 Current Session Status:")
     repl.say(f"   Session ID: {session.session_id}")
-    repl.say(f"   Messages: {len(session.messages)}")
-    repl.say(f"   Created: {local_iso(session.created_at).replace('T', ' ')}")
-    repl.say(f"   Last Activity: {local_iso(session.last_activity).replace('T', ' ')}")
-    repl.say(f"   Saved: {'Yes' if saved else 'No'}")
-    usage = session.metadata.get("usage")
+    if info is None:
+        repl.say("   Messages: 0")
+        repl.say(f"   Created: {local_iso(session.created_at).replace('T', ' ')}")
+        repl.say("   Saved: No (not stored yet: it is stored with its first turn)")
+    elif info.error is not None:
+        repl.say("   Messages: ? (the stored session cannot be read)")
+        repl.say(f"   Saved: No ({info.error})")
+    else:
+        stored = info.message_count or 0
+        repl.say(f"   Messages: {stored}")
+        repl.say(f"   Created: {local_iso(info.created_at).replace('T', ' ')}")
+        repl.say(f"   Last Activity: {local_iso(info.updated_at).replace('T', ' ')}")
+        repl.say(f"   Saved: {_saved(repl, session.messages, stored, stored_as_in_memory)}")
+    usage = (info.metadata if info is not None else session.metadata).get("usage")
     if usage:
         repl.say(
             f"   Tokens: {usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out"
@@ -120,6 +146,20 @@ async def _status(repl: Repl, args: list[str]) -> None:
     provider = repl.agent._provider
     if provider is not None:
         repl.say(f"   Model: {provider.name}:{provider.model}")
+        notice = demo_model_notice(repl.agent)
+        if notice:
+            repl.say(f"   {notice}")
+
+
+def _saved(repl: Repl, memory: list[Any], stored: int, same: Callable[..., bool]) -> str:
+    """``Yes`` when the store holds what this REPL shows, else what differs."""
+    if same(repl, repl.session_id):
+        return "Yes"
+    if stored > len(memory):
+        return f"Yes, and {stored - len(memory)} newer messages are stored (/resume loads them)"
+    if stored < len(memory):
+        return f"No ({len(memory) - stored} messages not stored yet)"
+    return "No (the store differs from what is shown: /resume reloads it)"
 
 
 @command("sessions", "/sessions", "List all sessions")
@@ -171,17 +211,40 @@ async def _resume(repl: Repl, args: list[str]) -> None:
     repl.say(f"📂 Resumed session: '{session_id}' ({len(session.messages)} messages)")
 
 
-@command("clear", "/clear", "Clear current session")
+@command("clear", "/clear", "Clear current session (/undo brings it back)")
 async def _clear(repl: Repl, args: list[str]) -> None:
+    if args:
+        repl.error("Usage: /clear (takes no arguments; it clears the current session)")
+        return
     session = repl.agent.get_session(repl.session_id)
+    before = list(session.messages)
     session.clear()
+    removed = len(before) - len(session.messages)
+    if not removed:
+        repl.say(f"Nothing to clear in '{repl.session_id}'.")
+        return
     repl.agent.save(session)
-    repl.say(f"🧹 Cleared session '{repl.session_id}' (kept the system message)")
+    repl.cleared = (repl.session_id, before)
+    repl.say(
+        f"🧹 Cleared session '{repl.session_id}': {removed} messages removed from the stored "
+        "session (kept the system message). /undo now brings them back; /fork <id> first "
+        "keeps a copy."
+    )
 
 
 @command("undo", "/undo", "Drop the last turn (your last message and its answers)")
 async def _undo(repl: Repl, args: list[str]) -> None:
+    if args:
+        _usage(repl, "/undo")
+        return
     session = repl.agent.get_session(repl.session_id)
+    if repl.cleared is not None and repl.cleared[0] == repl.session_id:
+        messages = repl.cleared[1]
+        repl.cleared = None
+        session.messages = messages
+        repl.agent.save(session)
+        repl.say(f"↩ Restored the {len(messages)} messages of '{repl.session_id}' before /clear")
+        return
     last = max((i for i, m in enumerate(session.messages) if m.get("role") == "user"), default=None)
     if last is None:
         repl.error("Nothing to undo in this session")
@@ -194,12 +257,12 @@ async def _undo(repl: Repl, args: list[str]) -> None:
 
 @command("history", "/history [n]", "Show the last n messages (default 10)")
 async def _history(repl: Repl, args: list[str]) -> None:
-    if len(args) > 1 or (args and not args[0].isdigit()):
-        _usage(repl, "/history")
+    if len(args) > 1 or (args and not (args[0].isdigit() and int(args[0]) > 0)):
+        repl.error("Usage: /history [n] (n: how many of the last messages, 1 or more)")
         return
     n = int(args[0]) if args else 10
     messages = repl.agent.get_session(repl.session_id).messages
-    repl.say(format_transcript(messages[-n:] if n else []) or "(no messages)")
+    repl.say(format_transcript(messages[-n:]) or "(no messages)")
 
 
 @command("delete", "/delete <id>", "Delete a stored session", sessions=True)
@@ -225,7 +288,10 @@ async def _export(repl: Repl, args: list[str]) -> None:
     it = iter(args)
     for a in it:
         if a == "--format" or a.startswith("--format="):
-            fmt = a.split("=", 1)[1] if "=" in a else next(it, "")
+            fmt = a.split("=", 1)[1] if "=" in a else next(it, None)
+            if not fmt or fmt.startswith("--"):
+                repl.error("--format needs a value: md, json or toon (e.g. /export --format json)")
+                return
         elif a == "--redact":
             redact = True
         else:
@@ -267,7 +333,7 @@ async def _fork(repl: Repl, args: list[str]) -> None:
     repl.agent.get_session(new_id)
 
 
-@command("search", "/search <words>", "Search all sessions")
+@command("search", "/search <words>", "Search all sessions", raw=True)
 async def _search(repl: Repl, args: list[str]) -> None:
     if not args:
         _usage(repl, "/search")
@@ -307,10 +373,34 @@ async def _model(repl: Repl, args: list[str]) -> None:
         _usage(repl, "/model")
         return
     if args:
-        repl.agent.set_model(args[0])
+        from .repl import model_problem
+
+        try:
+            repl.agent.set_model(args[0])
+        except ScratchyError:
+            raise  # one line, printed by the loop
+        except (OSError, ValueError) as exc:
+            repl.error(model_problem(exc, args[0], "/model") + " The model is unchanged.")
+            return
         repl._warm_up()
     p = repl.agent.provider
     repl.say(f"🧠 Model: {p.name}:{p.model}")
+    if args:
+        repl.model_notice()
+
+
+@command("markdown", "/markdown [on|off]", "Render replies as Markdown, or show them as written")
+async def _markdown(repl: Repl, args: list[str]) -> None:
+    if len(args) > 1 or (args and args[0].lower() not in ("on", "off")):
+        _usage(repl, "/markdown")
+        return
+    if args:
+        repl.markdown = args[0].lower() == "on"
+    if repl.markdown:
+        repl.say("Markdown: on (replies that are clearly Markdown are rendered; /markdown off "
+                 "shows every reply exactly as written)")
+    else:
+        repl.say("Markdown: off (replies are shown exactly as written)")
 
 
 @command("exit", "/exit", "Leave (Ctrl-D too)", aliases=("quit",))

@@ -59,6 +59,9 @@ def _chat_options(fn: Any) -> Any:
                 help="Policy for tools that change files or run code.",
             ),
             click.option("--no-tools", is_flag=True, help="Start without the built-in tools."),
+            click.option(
+                "--no-markdown", is_flag=True, help="Show replies as written, not as Markdown."
+            ),
             click.option("--debug", is_flag=True, help="Show tracebacks."),
         ]
     ):
@@ -103,6 +106,7 @@ def chat(
     directory: str | None = None,
     approve: str = "ask",
     no_tools: bool = False,
+    no_markdown: bool = False,
     debug: bool = False,
     question: tuple[str, ...] = (),
 ) -> None:
@@ -119,6 +123,7 @@ def chat(
         tools=not no_tools,
         debug=debug,
         question=" ".join(question) or None,
+        markdown=not no_markdown,
     )
     ctx.exit(code)
 

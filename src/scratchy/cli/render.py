@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..export import call_summary as _call_summary
@@ -33,15 +34,73 @@ def format_transcript(messages: list[Message]) -> str:
     return "\n".join(lines)
 
 
+_ESCAPE = re.compile(r"\\[!-/:-@\[-`{-~]")  # a backslash escape: \* \_ \# ...
+_INTRAWORD_STAR = re.compile(r"[^\W_]\*+[^\W_]")  # 2*3*4: emphasis inside a word
+_ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")  # &amp; would show as &
+_CODE = re.compile(r"```.*?(```|$)|`[^`\n]*`", re.S)
+
+
+def clearly_markdown(text: str) -> bool:
+    """True when rendering ``text`` as Markdown shows every character the model wrote, except
+    the markup itself: outside code, no backslash escapes (``\\*``), no ``*`` inside a word
+    (``2*3*4``) and no HTML entities (``&amp;``).
+
+    Other text is shown exactly as written, so what is shown is what is saved.
+    """
+    prose = _CODE.sub("", text)
+    return not any(p.search(prose) for p in (_ESCAPE, _INTRAWORD_STAR, _ENTITY))
+
+
+def markdown(text: str) -> Any:
+    """A rich renderable for a reply: Markdown where it is clearly Markdown (HTML is shown as
+    written, links show their target), the exact text otherwise."""
+    from rich.markdown import Markdown
+    from rich.text import Text
+
+    if not clearly_markdown(text):
+        return Text(text)
+    md = Markdown(text, hyperlinks=False)
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt().enable("strikethrough").enable("table").disable(
+        ["html_inline", "html_block"]
+    )
+    md.parsed = parser.parse(text)
+    return md
+
+
+class _Tail:
+    """Renders only the last lines of a renderable that fit the screen (for the live view; the
+    whole reply is printed once it is complete)."""
+
+    def __init__(self, renderable: Any) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.segment import Segment
+
+        lines = console.render_lines(self.renderable, options.update(height=None), pad=False)
+        keep = max(1, console.size.height - 2)
+        for i, line in enumerate(lines[-keep:]):
+            if i:
+                yield Segment.line()
+            yield from line
+
+
 class ReplyStream:
     """Shows one streamed reply: live-rendered Markdown on a capable terminal, plain text as it
-    arrives elsewhere (dumb terminals, pipes), so transcripts stay exact."""
+    arrives elsewhere (dumb terminals, pipes, ``--no-markdown``), so transcripts stay exact.
 
-    def __init__(self, console: Any, label: str) -> None:
+    Long replies wrap at the terminal's width; while the reply streams, the live view shows its
+    last screenful, and the complete reply is printed when it ends.
+    """
+
+    def __init__(self, console: Any, label: str, *, markdown: bool = True) -> None:
         self.console = console
         self.label = label
         self.text = ""
-        self.markdown = console.is_terminal and not console.is_dumb_terminal
+        self.live_view = console.is_terminal and not console.is_dumb_terminal
+        self.markdown = markdown
         self._live: Any = None
         self._status: Any = None
         self._last = 0.0
@@ -49,7 +108,7 @@ class ReplyStream:
     def waiting(self, message: str) -> None:
         """Show a spinner with ``message`` until the first piece of the reply (capable
         terminals only)."""
-        if self.markdown and self._status is None:
+        if self.live_view and self._status is None:
             self._status = self.console.status(message, spinner="dots")
             self._status.start()
 
@@ -66,27 +125,29 @@ class ReplyStream:
         if not self.text and not self._live:
             self._start()
         self.text += delta
-        if not self.markdown:
+        if not self.live_view:
             self.console.print(delta, end="", markup=False)
         elif time.monotonic() - self._last > 0.05:  # redraw at most 20 times a second
             self._last = time.monotonic()
-            self._live.update(self._render(), refresh=True)
+            self._live.update(_Tail(self._render()), refresh=True)
 
     def _start(self) -> None:
-        if not self.markdown:
+        if not self.live_view:
             self.console.print(self.label, end="", markup=False)
             return
         from rich.live import Live
 
-        self._live = Live(console=self.console, auto_refresh=False, vertical_overflow="visible")
+        self._live = Live(
+            console=self.console, auto_refresh=False, transient=True, vertical_overflow="crop"
+        )
         self._live.start()
 
     def _render(self) -> Any:
         from rich.console import Group
-        from rich.markdown import Markdown
         from rich.text import Text
 
-        return Group(Text(self.label.rstrip(), style="bold green"), Markdown(self.text))
+        body = markdown(self.text) if self.markdown else Text(self.text)
+        return Group(Text(self.label.rstrip(), style="bold green"), body)
 
     def close(self, final: str | None = None) -> None:
         """End the reply (``final`` is shown when nothing was streamed)."""
@@ -94,9 +155,9 @@ class ReplyStream:
         if final is not None and not self.text:
             self.add(final)
         if self._live is not None:
-            self._live.update(self._render(), refresh=True)
-            self._live.stop()
+            self._live.stop()  # transient: the live view is erased ...
             self._live = None
+            self.console.print(self._render(), soft_wrap=False)  # ... and the reply printed
         elif self.text or final is not None:
             self.console.print()
         self.text = ""
