@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from prompt_toolkit.completion import Completer, Completion
 
-from ..errors import InvalidSessionIdError, ScratchyError
+from ..errors import InvalidSessionIdError, ScratchyError, SessionConflictError
 from ..stores.base import local_iso, validate_session_id
 from .render import export_text, format_transcript, short
 
@@ -143,7 +143,10 @@ async def _status(repl: Repl, args: list[str]) -> None:
         repl.say(
             f"   Tokens: {usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out"
         )
-    provider = repl.agent._provider
+    try:
+        provider = repl.agent.provider
+    except ScratchyError:
+        provider = None
     if provider is not None:
         repl.say(f"   Model: {provider.name}:{provider.model}")
         notice = demo_model_notice(repl.agent)
@@ -159,7 +162,7 @@ def _saved(repl: Repl, memory: list[Any], stored: int, same: Callable[..., bool]
         return f"Yes, and {stored - len(memory)} newer messages are stored (/resume loads them)"
     if stored < len(memory):
         return f"No ({len(memory) - stored} messages not stored yet)"
-    return "No (the store differs from what is shown: /resume reloads it)"
+    return "No (the store differs from what is shown: /reload reads it again)"
 
 
 @command("sessions", "/sessions", "List all sessions")
@@ -211,6 +214,15 @@ async def _resume(repl: Repl, args: list[str]) -> None:
     repl.say(f"📂 Resumed session: '{session_id}' ({len(session.messages)} messages)")
 
 
+@command("reload", "/reload", "Read this session again from the store (drops unsaved changes)")
+async def _reload(repl: Repl, args: list[str]) -> None:
+    if args:
+        _usage(repl, "/reload")
+        return
+    session = repl.agent.reload(repl.session_id)
+    repl.say(f"🔄 Reloaded '{repl.session_id}' from the store ({len(session.messages)} messages)")
+
+
 @command("clear", "/clear", "Clear current session (/undo brings it back)")
 async def _clear(repl: Repl, args: list[str]) -> None:
     if args:
@@ -218,12 +230,12 @@ async def _clear(repl: Repl, args: list[str]) -> None:
         return
     session = repl.agent.get_session(repl.session_id)
     before = list(session.messages)
-    session.clear()
-    removed = len(before) - len(session.messages)
+    kept = [m for m in before[:1] if m.get("role") == "system"]
+    removed = len(before) - len(kept)
     if not removed:
         repl.say(f"Nothing to clear in '{repl.session_id}'.")
         return
-    repl.agent.save(session)
+    await repl.agent.arewrite(session, kept)  # a refused save leaves the chat as it was
     repl.cleared = (repl.session_id, before)
     repl.say(
         f"🧹 Cleared session '{repl.session_id}': {removed} messages removed from the stored "
@@ -240,9 +252,8 @@ async def _undo(repl: Repl, args: list[str]) -> None:
     session = repl.agent.get_session(repl.session_id)
     if repl.cleared is not None and repl.cleared[0] == repl.session_id:
         messages = repl.cleared[1]
+        await repl.agent.arewrite(session, messages)
         repl.cleared = None
-        session.messages = messages
-        repl.agent.save(session)
         repl.say(f"↩ Restored the {len(messages)} messages of '{repl.session_id}' before /clear")
         return
     last = max((i for i, m in enumerate(session.messages) if m.get("role") == "user"), default=None)
@@ -250,8 +261,7 @@ async def _undo(repl: Repl, args: list[str]) -> None:
         repl.error("Nothing to undo in this session")
         return
     dropped = len(session.messages) - last
-    session.messages = session.messages[:last]
-    repl.agent.save(session)
+    await repl.agent.arewrite(session, session.messages[:last])
     repl.say(f"↩ Dropped the last turn ({dropped} messages)")
 
 
@@ -323,11 +333,16 @@ async def _fork(repl: Repl, args: list[str]) -> None:
     if new_id is None:
         return
     session = repl.agent.get_session(repl.session_id)
-    repl.agent.save(session)
     if repl.sm.session_exists(new_id):
         repl.error(f"Session '{new_id}' already exists: choose another id")
         return
-    info = repl.sm.fork_session(repl.session_id, new_id)
+    try:
+        await repl.agent.asave(session)
+    except SessionConflictError:  # the chat cannot be saved here: keep it in the fork
+        meta = {"forked_from": {"id": repl.session_id, "messages": len(session.messages)}}
+        info = repl.sm.store.replace(new_id, session.messages, expected_version="", metadata=meta)
+    else:
+        info = repl.sm.fork_session(repl.session_id, new_id)
     repl.say(f"🍴 Forked '{repl.session_id}' into '{new_id}' ({info.message_count} messages)")
     repl.session_id = new_id
     repl.agent.get_session(new_id)
@@ -376,7 +391,7 @@ async def _model(repl: Repl, args: list[str]) -> None:
         from .repl import model_problem
 
         try:
-            repl.agent.set_model(args[0])
+            await repl.agent.aset_model(args[0])
         except ScratchyError:
             raise  # one line, printed by the loop
         except (OSError, ValueError) as exc:

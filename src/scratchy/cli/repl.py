@@ -177,7 +177,7 @@ class Repl:
                 try:
                     await dispatch(self, line)
                 except ScratchyError as exc:
-                    self.error(f"Error: {exc}")
+                    self.error(error_line(exc))
                 continue
             await self.turn(line)
         return self.goodbye()
@@ -220,10 +220,8 @@ class Repl:
         except ScratchyError as exc:
             self.error(f"Error: {exc}")
             return
-        load = getattr(provider, "load", None)
-        if load is not None:
-            task = asyncio.ensure_future(load())
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        task = asyncio.ensure_future(provider.load())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def turn(self, text: str) -> None:
         """Run one turn as a task that Ctrl-C cancels."""
@@ -238,7 +236,7 @@ class Repl:
                 raise
             self.error("⏹ Cancelled. The session is saved; the partial answer was dropped.")
         except ScratchyError as exc:
-            self.error(f"Error: {exc}")
+            self.error(error_line(exc))
         except Exception as exc:
             if self.debug:
                 self.err.print_exception()
@@ -251,7 +249,7 @@ class Repl:
     async def _stream(self, text: str) -> None:
         label = f"[{self.short_id()}] 🤖 Assistant: "
         reply = ReplyStream(self.console, label, markdown=self.markdown)
-        loading = getattr(self.agent.provider, "loaded", True) is False
+        loading = not self.agent.provider.loaded
         reply.waiting("Loading the local model…" if loading else "Thinking…")
         try:
             async for event in self.agent.stream(text, session_id=self.session_id):
@@ -479,3 +477,15 @@ async def _answer_once(agent: Agent, session_id: str, question: str) -> int:
         return 0
     finally:
         await agent.aclose()
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for an error; a save conflict says how to get out of it in the REPL."""
+    from ..errors import SessionConflictError
+
+    if isinstance(exc, SessionConflictError):
+        return (
+            f"Error: {exc} In the chat: /reload reads the stored session again (the change "
+            "shown here is dropped), or /fork <id> keeps it in a new session first."
+        )
+    return f"Error: {exc}"

@@ -57,8 +57,7 @@ def check_messages(messages: list[Any], where: str) -> None:
 def corrupted(where: str, reason: str) -> SessionCorruptedError:
     """The error for a stored session that cannot be read."""
     return SessionCorruptedError(
-        f"{where}: {reason}. Delete the session (`scratchy sessions rm ID` or "
-        "SessionManager.delete_session) or repair it",
+        f"{where}: {reason}. Delete the session (SessionManager.delete_session) or repair it",
         path=where,
     )
 

@@ -279,10 +279,7 @@ def count_conflict(session_id: str, expected: int, actual: int) -> SessionConfli
 
 def not_in_trash(session_id: str) -> SessionNotFoundError:
     """``restore`` found nothing to restore."""
-    return SessionNotFoundError(
-        f"Session '{session_id}' is not in the trash (list it with SessionManager.list_trash() "
-        "or `scratchy sessions trash`)"
-    )
+    return SessionNotFoundError(f"Session '{session_id}' is not in the trash (see list_trash())")
 
 
 def busy(key: str) -> SessionBusyError:

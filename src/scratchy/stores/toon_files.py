@@ -256,7 +256,7 @@ class TOONFileStore(BaseStore):
         where = f"{path}, line {line}" if line else str(path)
         return SessionCorruptedError(
             f"Session file {where}: {reason}. Fix or delete the file "
-            f"(`scratchy sessions rm {path.name[: -len(SUFFIX)]}` moves it to the trash).",
+            f"(SessionManager.delete_session removes it).",
             path=str(path),
             line=line,
         )
