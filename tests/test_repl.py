@@ -364,7 +364,7 @@ def test_completion_of_commands_and_session_ids(tmp_path: Path) -> None:
     def complete(text: str) -> list[str]:
         return [c.text for c in completer.get_completions(Document(text), None)]
 
-    assert complete("/re") == ["/resume"]
+    assert complete("/res") == ["/resume"] and complete("/rel") == ["/reload"]
     assert set(complete("/")) >= {"/status", "/sessions", "/new", "/resume", "/clear"}
     assert sorted(complete("/resume al")) == ["alpha", "alpine"]
     assert complete("/delete b") == ["beta"]

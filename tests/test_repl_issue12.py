@@ -174,10 +174,8 @@ def test_a_model_script_that_cannot_be_read(cwd: Path) -> None:
     t = Term(cwd, "-s", "m")
     t.wait_prompt()
     out = t.send("/model fake:/nonexistent.json")
-    assert out == (
-        "Cannot use the model 'fake:/nonexistent.json': No such file or directory: "
-        "/nonexistent.json. Fix it, or choose another model with /model. The model is unchanged."
-    )
+    assert out.startswith("Error: fake model script /nonexistent.json does not exist")
+    assert "\n" not in out
     assert t.send("/model") == "🧠 Model: fake:fake-model"
     assert t.send("still here").endswith("You said: still here")
     assert t.exit()[1] == 0
@@ -185,7 +183,7 @@ def test_a_model_script_that_cannot_be_read(cwd: Path) -> None:
     result = _scratchy(cwd, "chat", "-m", "fake:bad.json", "hello")
     assert result.returncode == 1
     err = result.stderr.decode()
-    assert err.startswith("Error: Cannot use the model 'fake:bad.json': not valid JSON (")
+    assert err.startswith("Error: fake model script bad.json is not valid JSON (")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     t = Term(cwd, "-m", "fake:bad.json")
     t.child.expect(pexpect.EOF)

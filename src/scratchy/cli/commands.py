@@ -393,7 +393,7 @@ async def _model(repl: Repl, args: list[str]) -> None:
         try:
             await repl.agent.aset_model(args[0])
         except ScratchyError:
-            raise  # one line, printed by the loop
+            raise  # one line, printed by the loop; the model is unchanged
         except (OSError, ValueError) as exc:
             repl.error(model_problem(exc, args[0], "/model") + " The model is unchanged.")
             return
