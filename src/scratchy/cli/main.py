@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .serve_cmd import serve
 from .sessions_cmd import sessions
 
 
@@ -111,6 +112,7 @@ def chat(
 
 
 cli.add_command(sessions)
+cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> None:
