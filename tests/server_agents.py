@@ -70,7 +70,7 @@ def failing() -> Agent:
 
 def _pid_script(messages: list[dict[str, Any]], tools: Any) -> Any:
     last = messages[-1]
-    if last.get("role") == "user":
+    if last.get("role") == "user" and "hang" in str(last.get("content")):
         return FakeProvider.tool_call("hang")
     return "done"
 
@@ -83,5 +83,5 @@ def hang() -> str:
 
 
 def hanging() -> Agent:
-    """Calls a tool that blocks its worker for a minute (to be killed with SIGKILL)."""
+    """Asked to "hang", calls a tool that blocks its worker for a minute (to be killed)."""
     return Agent(provider=FakeProvider(_pid_script), tools=[hang], system_prompt=None)
