@@ -208,9 +208,16 @@ def test_tool_events_and_server_approval(start_server) -> None:  # noqa: F811
         assert events[1][1] == {"id": events[0][1]["id"], "name": "add", "content": "5",
                                 "is_error": False}  # fmt: skip
         assert events[-2][1]["reply"] == "The tool said: 5"
-        refused = c.post("/v1/sessions/t/turns", json={"input": "write a note"}).json()
-        result = next(m for m in refused["messages"] if m["role"] == "tool")
-        assert result["content"].startswith("Error:") and "write_note" in result["content"]
+        refused = sse(c.post("/v1/sessions/t/turns", json={"input": "write a note",
+                                                           "stream": True}).text)  # fmt: skip
+        event = next(d for n, d in refused if n == "tool_result")
+        assert event["is_error"] is True
+        assert event["content"].startswith(
+            "Error: this server does not allow 'write_note' to run: it needs approval"
+        )
+        assert "--allow-tool write_note" in event["content"]
+        stored = c.get("/v1/sessions/t/messages").json()["items"]
+        assert [m["content"] for m in stored if m["role"] == "tool"][-1] == event["content"]
         assert not (plain.log_path.parent / "notes.txt").exists()
     allowed = start_server("--agent", "tests.server_agents:tools", "--allow-tool", "write_note",
                            workers=1)  # fmt: skip
@@ -402,28 +409,31 @@ def _slow(start_server, workers: int = 2, delay: str = "0.02"):  # noqa: F811
 def test_busy_session_is_409_or_waits(start_server) -> None:  # noqa: F811
     proc = _slow(start_server)
     long_text = "a long question " * 5  # ~100 characters at 0.02 s: about two seconds
-    results: dict[str, httpx.Response] = {}
+    results: dict[str, list[str]] = {}
+    running = threading.Event()
 
     def first() -> None:
         with proc.client() as c:
-            results["first"] = c.post("/v1/sessions/busy/turns", json={"input": long_text})
+            body = {"input": long_text, "stream": True}
+            with c.stream("POST", "/v1/sessions/busy/turns", json=body) as answer:
+                lines = []
+                for line in answer.iter_lines():
+                    lines.append(line)
+                    running.set()  # the first event came: the turn holds the session
+                results["first"] = lines
 
     thread = threading.Thread(target=first)
     thread.start()
+    assert running.wait(20)
     with proc.client() as c:
-        deadline = time.monotonic() + 10
-        while True:  # until the first turn holds the session
-            busy = c.post("/v1/sessions/busy/turns", json={"input": "me too"})
-            if busy.status_code == 409 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        busy = c.post("/v1/sessions/busy/turns", json={"input": "me too"})
         assert busy.status_code == 409, busy.text
         assert busy.json()["error"]["code"] == "session_busy"
         assert int(busy.headers["retry-after"]) >= 1
         waited = c.post("/v1/sessions/busy/turns", json={"input": "patient", "if_busy": "wait"})
         assert waited.status_code == 200 and waited.json()["reply"] == "You said: patient"
         thread.join()
-        assert results["first"].status_code == 200
+        assert "event: final" in results["first"]
         contents = [m["content"] for m in c.get("/v1/sessions/busy/messages").json()["items"]]
     assert contents[1:] == [long_text, f"You said: {long_text}", "patient", "You said: patient"]
 

@@ -30,18 +30,50 @@ def http(server: ServerProc) -> Iterator[httpx.Client]:
 
 
 IDS = st.one_of(
-    st.sampled_from(["s1", "fuzz_a", "..", "../..", "..%2F..", "%00", "a%00b", ".x", "con",
-                     "x" * 129, "%2e%2e", "é", "a/b", "", " "]),  # fmt: skip
+    st.sampled_from(
+        [
+            "s1",
+            "fuzz_a",
+            "..",
+            "../..",
+            "..%2F..",
+            "%00",
+            "a%00b",
+            ".x",
+            "con",
+            "x" * 129,
+            "%2e%2e",
+            "é",
+            "a/b",
+            "",
+            " ",
+        ]
+    ),  # fmt: skip
     st.text(min_size=1, max_size=20).map(lambda t: quote(t, safe="")),
 )
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 FIELDS = st.dictionaries(
-    st.sampled_from(["input", "stream", "if_busy", "id", "title", "metadata", "new_id", "at",
-                     "messages", "model", "x"]),  # fmt: skip
+    st.sampled_from(
+        [
+            "input",
+            "stream",
+            "if_busy",
+            "id",
+            "title",
+            "metadata",
+            "new_id",
+            "at",
+            "messages",
+            "model",
+            "x",
+        ]
+    ),  # fmt: skip
     JSONISH,
     max_size=4,
 )

@@ -28,6 +28,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,11 +41,12 @@ from datetime import datetime
 from typing import Any
 
 from ..agent import Agent, FinalEvent, ToolCallEvent, ToolResultEvent
-from ..errors import ConfigError, SessionNotFoundError, StoreUnavailableError
+from ..errors import ConfigError, SessionNotFoundError, StoreUnavailableError, ToolError
 from ..messages import Message
 from ..providers.base import TextDelta
 from ..sessions import SessionManager
 from ..stores.base import SessionInfo, validate_session_id
+from ..tools import ToolRegistry
 from .auth import Caller, Keyring, owner_store
 from .errors import ApiError, SessionBusyError, error_for
 from .metrics import Metrics
@@ -313,13 +315,39 @@ class AgentSource:
         """A new agent saving to ``store`` (None: stateless, nothing saved)."""
         agent = self._new()
         agent.session_manager = SessionManager(store=store) if store is not None else None
-        agent.autosave = store is not None
+        agent.autosave = False  # the runtime saves each turn, off the event loop
         if approve is None:
             agent.tool_approval = "allow"
         else:
-            agent.tool_approval = "ask"
+            agent.tool_approval = "ask"  # MCP tools, added later: refused by this callback
             agent.callbacks.on_tool_approval = lambda name, args: approve(name)
+            agent.tools = _server_tools(agent.tools, approve)
         return agent
+
+
+def refusal(name: str) -> str:
+    """What the model (and the turn's ``tool_result`` event) is told about a refused tool."""
+    return (
+        f"this server does not allow '{name}' to run: it needs approval and nobody is there "
+        f"to approve it (the operator can allow it with --allow-tool {name}). Do not retry "
+        "it; say what you wanted to do instead."
+    )
+
+
+def _server_tools(tools: ToolRegistry, approve: Callable[[str], bool]) -> ToolRegistry:
+    """A copy of the registry where each tool that needs approval and is not allowed answers
+    :func:`refusal` instead of running."""
+    registry = ToolRegistry()
+    for tool in tools:
+        if tool.needs_approval and not approve(tool.name):
+            message = refusal(tool.name)
+
+            async def refuse(_message: str = message, **_: Any) -> str:
+                raise ToolError(_message)
+
+            tool = dataclasses.replace(tool, fn=refuse, needs_approval=False, args_model=None)
+        registry.add(tool)
+    return registry
 
 
 class Runtime:
@@ -507,55 +535,79 @@ class Runtime:
         started = time.monotonic()
         before = dict(session.metadata.get("usage") or {})
         result: dict[str, Any] | None = None
+        failure: BaseException | None = None
         try:
             async for event in agent.stream(text, session_id=sid):
-                if isinstance(event, TextDelta):
-                    turn.put("delta", {"text": event.text})
-                elif isinstance(event, ToolCallEvent):
-                    turn.put(
-                        "tool_call",
-                        {"id": event.call_id, "name": event.name, "arguments": event.arguments},
-                    )
-                elif isinstance(event, ToolResultEvent):
-                    turn.put(
-                        "tool_result",
-                        {
-                            "id": event.call_id,
-                            "name": event.name,
-                            "content": event.content,
-                            "is_error": event.is_error,
-                        },
-                    )
-                elif isinstance(event, FinalEvent):
-                    # the agent saves when the stream resumes: the record goes in the same write
+                if isinstance(event, FinalEvent):
                     result = _result(session, event.text, before)
-                    if idem is not None:
-                        _remember(session.metadata, idem, result)
+                else:
+                    turn.put(*_event(event))
             if result is None:
                 raise ApiError(502, "no_reply", "the turn ended without a reply")
-            turn.result = result | {"session_id": turn.session_id}
-            turn.put("final", turn.result)
-            self.metrics.turn(time.monotonic() - started, "ok")
-        except BaseException as exc:  # noqa: BLE001 - reported to the client, then re-raised
-            if isinstance(exc, asyncio.CancelledError):
+        except BaseException as exc:  # noqa: BLE001 - reported to the client below
+            failure = exc
+        error: ApiError | None = None
+        if failure is not None:
+            if isinstance(failure, asyncio.CancelledError):
                 error = ApiError(503, "cancelled", "the server stopped during the turn")
             else:
-                error = error_for(exc)
-            if isinstance(exc, StoreUnavailableError):
-                self.metrics.store_error()
-            turn.error = error
-            turn.put("error", error.body())
-            self.metrics.turn(time.monotonic() - started, "error")
-            if idem is not None and agent.session_manager is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(_remember_error, agent, session, idem, error)
-            if not isinstance(exc, Exception):
-                raise
+                error = error_for(failure)
+        try:
+            if agent.session_manager is not None:
+                if idem is not None:  # the answer is stored in the same write as the turn
+                    entry = result if error is None else _error_entry(error)
+                    _remember(session.metadata, idem, entry)  # type: ignore[arg-type]
+                await save_session(agent, session)
+        except BaseException as exc:  # noqa: BLE001 - a turn that could not be stored
+            if error is None:
+                failure, error = exc, error_for(exc)
         finally:
             agent.sessions.pop(sid, None)  # the next turn reads the store: never a stale copy
             if lock is not None:
                 lock.release()
-            turn.events.put_nowait(None)
+        if error is None:
+            assert result is not None
+            turn.result = result | {"session_id": turn.session_id}
+            turn.put("final", turn.result)
+            self.metrics.turn(time.monotonic() - started, "ok")
+        else:
+            if isinstance(failure, StoreUnavailableError):
+                self.metrics.store_error()
+            turn.error = error
+            turn.put("error", error.body())
+            self.metrics.turn(time.monotonic() - started, "error")
+        turn.events.put_nowait(None)
+        if failure is not None and not isinstance(failure, Exception):
+            raise failure
+
+
+async def save_session(agent: Agent, session: Any) -> None:
+    """Store the turn with the agent's own save (``agent.asave``, or ``agent.save`` in a worker
+    thread): the event loop never waits for the disk or the database."""
+    asave = getattr(agent, "asave", None)
+    if asave is not None:
+        await asave(session)
+    else:
+        await asyncio.to_thread(agent.save, session)
+
+
+def _event(event: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(event, TextDelta):
+        return "delta", {"text": event.text}
+    if isinstance(event, ToolCallEvent):
+        return "tool_call", {"id": event.call_id, "name": event.name, "arguments": event.arguments}
+    if isinstance(event, ToolResultEvent):
+        return "tool_result", {
+            "id": event.call_id,
+            "name": event.name,
+            "content": event.content,
+            "is_error": event.is_error,
+        }
+    return "event", {"type": type(event).__name__}
+
+
+def _error_entry(error: ApiError) -> dict[str, Any]:
+    return {"status": error.status, "error": {"code": error.code, "message": error.message}}
 
 
 def _result(session: Any, reply: str, before: dict[str, Any]) -> dict[str, Any]:
@@ -597,18 +649,3 @@ def _remember(metadata: dict[str, Any], idem: tuple[str, str], entry: dict[str, 
     while len(records) > IDEMPOTENCY_KEEP:
         records.pop(next(iter(records)))
     server["idempotency"] = records
-
-
-def _remember_error(agent: Agent, session: Any, idem: tuple[str, str], error: ApiError) -> None:
-    """Keep a failed turn's answer too (a retry must not run the turn again)."""
-    store = agent.session_manager.store  # type: ignore[union-attr]
-    info = store.info(session.session_id)
-    if info is None:
-        return
-    metadata = copy.deepcopy(info.metadata)
-    _remember(
-        metadata,
-        idem,
-        {"status": error.status, "error": {"code": error.code, "message": error.message}},
-    )
-    update_header(store, session.session_id, title=None, metadata=metadata)
