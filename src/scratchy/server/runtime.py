@@ -619,7 +619,7 @@ def _result(session: Any, reply: str, before: dict[str, Any]) -> dict[str, Any]:
     after = session.metadata.get("usage") or {}
     return {
         "reply": reply,
-        "messages": copy.deepcopy(messages[start:]),
+        "messages": messages[start:],  # the turn's own new dicts, sent as JSON at once
         "start": start,
         "usage": {
             k: int(after.get(k, 0)) - int(before.get(k, 0))
