@@ -430,6 +430,9 @@ def test_busy_session_is_409_or_waits(start_server) -> None:  # noqa: F811
         assert busy.status_code == 409, busy.text
         assert busy.json()["error"]["code"] == "session_busy"
         assert int(busy.headers["retry-after"]) >= 1
+        for method, path in (("PATCH", ""), ("DELETE", "")):
+            answer = c.request(method, f"/v1/sessions/busy{path}", json={"title": "x"})
+            assert answer.status_code == 409, (method, answer.text)
         waited = c.post("/v1/sessions/busy/turns", json={"input": "patient", "if_busy": "wait"})
         assert waited.status_code == 200 and waited.json()["reply"] == "You said: patient"
         thread.join()

@@ -131,9 +131,23 @@ def serve(ctx: click.Context, agent: str | None, model: str | None, store: str |
         f"{workers} worker{'s' * (workers != 1)} · {who} · docs at /docs"
     )
     sys.stdout.flush()
-    import uvicorn
+    _run_uvicorn(host, port, workers, log_level)
 
-    uvicorn.run(
+
+def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
+    """``uvicorn.run`` of the worker factory, with TCP_NODELAY on every worker's connections.
+
+    With several workers uvicorn binds the socket itself as ``socket.socket(family)``, whose
+    ``proto`` is 0, so asyncio does not set TCP_NODELAY on accepted connections and every
+    response waits ~40 ms for a delayed ACK (Nagle). The socket is re-wrapped from its file
+    descriptor, which makes ``proto`` IPPROTO_TCP.
+    """
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
         "scratchy.server.app:app_from_environment",
         factory=True,
         host=host,
@@ -143,6 +157,20 @@ def serve(ctx: click.Context, agent: str | None, model: str | None, store: str |
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    if workers == 1:
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:  # uvicorn logged why (address in use...)
+            sys.exit(1)
+        return
+    bound = config.bind_socket()
+    sock = socket.socket(fileno=bound.detach())
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.set_inheritable(True)
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    except KeyboardInterrupt:
+        pass
 
 
 @serve.command()

@@ -274,5 +274,9 @@ class PrefixedStore:
 
     @property
     def lock_key(self) -> str:
-        """What this owner's turn locks are keyed by (see ``server.runtime``)."""
-        return f"{self.location}#{self.owner}"
+        """The base store's: an admin's turn on ``alice--s1`` and alice's on ``s1`` share a lock."""
+        return self.base.location  # type: ignore[no-any-return]
+
+    def lock_id(self, session_id: str) -> str:
+        """The id the turn lock of ``session_id`` is taken under (the base store's id)."""
+        return self._id(session_id)

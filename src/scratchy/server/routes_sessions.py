@@ -127,7 +127,8 @@ async def restore_session(session_id: str, who: Who, rt: Rt) -> dict[str, Any]:
     """Bring the most recently deleted session of this id back from the trash."""
     validate_session_id(session_id)
     try:
-        info = await store_call(rt.store_for(who), "restore", session_id)
+        async with rt.session_lock(who, session_id):
+            info = await store_call(rt.store_for(who), "restore", session_id)
     except SessionNotFoundError:
         raise ApiError(
             404, "session_not_found", f"No session '{session_id}' in the trash"

@@ -216,7 +216,11 @@ async def acquire_turn_lock(store: Any, session_id: str, *, wait: float) -> Any:
         lock: Any = StoreTurnLock(store, session_id)
         attempt = lambda: asyncio.to_thread(lock.try_acquire)  # noqa: E731
     else:
-        lock = FileTurnLock(getattr(store, "lock_key", store.location), session_id)
+        lock_id = getattr(store, "lock_id", None)
+        lock = FileTurnLock(
+            getattr(store, "lock_key", store.location),
+            lock_id(session_id) if lock_id else session_id,
+        )
         attempt = None
     deadline = time.monotonic() + wait
     delay = 0.01
