@@ -503,3 +503,19 @@ def test_client_disconnect_keeps_the_turn(start_server) -> None:  # noqa: F811
             time.sleep(0.1)
         items = c.get("/v1/sessions/gone/messages").json()["items"]
     assert [m["content"] for m in items][1:] == [text, f"You said: {text}"]
+
+
+def test_workers_never_serve_a_stale_copy(server: ServerProc) -> None:
+    """Each worker keeps sessions in memory; a change made through another worker (a turn, a
+    deletion, a rename) is seen on the next turn. Fresh connections land on either worker."""
+    for n in range(4):
+        with server.client() as c:
+            assert c.post("/v1/sessions/stale/turns", json={"input": f"old {n}"}).status_code == 200
+    with server.client() as c:
+        assert c.delete("/v1/sessions/stale").status_code == 204
+    for n in range(4):
+        with server.client() as c:
+            assert c.post("/v1/sessions/stale/turns", json={"input": f"new {n}"}).status_code == 200
+    with server.client() as c:
+        items = c.get("/v1/sessions/stale/messages").json()["items"]
+    assert [m["content"] for m in items if m["role"] == "user"] == [f"new {n}" for n in range(4)]

@@ -54,6 +54,8 @@ from .metrics import Metrics
 SERVER_KEY = "_server"
 """Metadata key of the server's own bookkeeping (hidden from API answers)."""
 IDEMPOTENCY_KEEP = 20
+SESSION_CACHE = 256
+"""Sessions each worker keeps in memory per owner (checked against the store's version)."""
 HIDDEN_METADATA = ("usage", SERVER_KEY)
 
 
@@ -319,7 +321,9 @@ class AgentSource:
         """A new agent saving to ``store`` (None: stateless, nothing saved)."""
         agent = self._new()
         agent.session_manager = SessionManager(store=store) if store is not None else None
-        agent.autosave = False  # the runtime saves each turn, off the event loop
+        # An agent with ``asave`` saves without blocking the event loop; otherwise the runtime
+        # saves each turn itself, in a worker thread (see ``save_session``).
+        agent.autosave = store is not None and hasattr(agent, "asave")
         if approve is None:
             agent.tool_approval = "allow"
         else:
@@ -463,7 +467,7 @@ class Runtime:
                     self.metrics.turn(0, "replayed")
                     return turn
             agent = self.agent_for(caller)
-            session = await asyncio.to_thread(agent.get_session, session_id)
+            session = await self._session(agent, store, session_id)
         except BaseException:
             lock.release()
             raise
@@ -483,6 +487,22 @@ class Runtime:
         turn = Turn(None)
         self._spawn(turn, self._run(turn, agent, session, text, None, None))
         return turn
+
+    async def _session(self, agent: Agent, store: Any, session_id: str) -> Any:
+        """The agent's session, from its memory when the store still holds that version (another
+        worker may have added turns, or deleted it), else loaded again."""
+        cached = agent.sessions.get(session_id)
+        if cached is not None:
+            info = await store_call(store, "info", session_id)
+            if info is None or info.version != getattr(cached, "_version", None):
+                agent.sessions.pop(session_id, None)
+            else:
+                agent.sessions[session_id] = agent.sessions.pop(session_id)  # most recent last
+                return cached
+        aget = getattr(agent, "aget_session", None)
+        if aget is not None:
+            return await aget(session_id)
+        return await asyncio.to_thread(agent.get_session, session_id)
 
     def _spawn(self, turn: Turn, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -544,6 +564,8 @@ class Runtime:
             async for event in agent.stream(text, session_id=sid):
                 if isinstance(event, FinalEvent):
                     result = _result(session, event.text, before)
+                    if idem is not None:  # before the agent's save (if it saves itself)
+                        _remember(session.metadata, idem, result)
                 else:
                     turn.put(*_event(event))
             if result is None:
@@ -558,15 +580,17 @@ class Runtime:
                 error = error_for(failure)
         try:
             if agent.session_manager is not None:
-                if idem is not None:  # the answer is stored in the same write as the turn
-                    entry = result if error is None else _error_entry(error)
-                    _remember(session.metadata, idem, entry)  # type: ignore[arg-type]
-                await save_session(agent, session)
+                if idem is not None and error is not None:
+                    _remember(session.metadata, idem, _error_entry(error))
+                await save_session(agent, session)  # a no-op when the agent saved it all
         except BaseException as exc:  # noqa: BLE001 - a turn that could not be stored
             if error is None:
                 failure, error = exc, error_for(exc)
         finally:
-            agent.sessions.pop(sid, None)  # the next turn reads the store: never a stale copy
+            if error is not None or agent.session_manager is None:
+                agent.sessions.pop(sid, None)  # a failed turn's memory is not trusted
+            while len(agent.sessions) > SESSION_CACHE:
+                agent.sessions.pop(next(iter(agent.sessions)))
             if lock is not None:
                 lock.release()
         if error is None:
