@@ -1,4 +1,5 @@
-"""FastAPI dependencies shared by the routes: the worker's runtime and the caller."""
+"""FastAPI dependencies shared by the routes: the worker's runtime and the caller (``async``:
+FastAPI would run plain functions in a worker thread)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from .errors import ApiError
 from .runtime import Runtime
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
     """The worker's :class:`~scratchy.server.runtime.Runtime`."""
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-def caller(request: Request) -> Caller:
+async def caller(request: Request) -> Caller:
     """Who sent the request (401 without a valid ``Authorization: Bearer KEY``)."""
-    found = runtime(request).keys.authenticate(request.headers.get("authorization"))
+    found = request.app.state.runtime.keys.authenticate(request.headers.get("authorization"))
     if found is None:
         raise ApiError(
             401,

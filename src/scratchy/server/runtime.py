@@ -156,6 +156,9 @@ def _iso(dt: datetime) -> str:
 # --- turn locks ----------------------------------------------------------------------------------
 
 
+_LOCK_DIRS: set[str] = set()
+
+
 class FileTurnLock:
     """An exclusive ``flock`` on one file per session, shared by the workers of one machine."""
 
@@ -163,7 +166,9 @@ class FileTurnLock:
         root = os.path.join(
             tempfile.gettempdir(), "scratchy-turns", hashlib.sha1(key.encode()).hexdigest()[:16]
         )
-        os.makedirs(root, exist_ok=True)
+        if root not in _LOCK_DIRS:
+            os.makedirs(root, exist_ok=True)
+            _LOCK_DIRS.add(root)
         self.path = os.path.join(root, hashlib.sha1(session_id.encode()).hexdigest() + ".lock")
         self._fd: int | None = None
 
