@@ -12,7 +12,7 @@ One turn at a time per session
     ``store.turn_lock`` (a lock that lives with the store: a file lock, a PostgreSQL advisory
     lock, a Redis lock with a lease; across workers and machines). A busy session answers 409
     ``session_busy`` (``Retry-After``), or the request waits up to ``busy_wait`` seconds with
-    ``"if_busy": "wait"`` (polling the lock, so no thread waits on it).
+    ``"if_busy": "wait"`` (waiting in the store, where waiters queue).
 
 Idempotency
     The first result of a turn sent with ``Idempotency-Key`` is kept in the session's own
