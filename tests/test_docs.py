@@ -49,6 +49,10 @@ Markers
         Every ``postgresql://...`` / ``redis://...`` URL in the block is replaced by the
         ``postgres_url`` / ``redis_url`` fixture's, with a schema (``?schema=``) or key prefix
         (``?prefix=``) private to the Markdown file.
+    ``server``
+        A block that starts or calls ``scratchy serve`` (docs/server.md): ``127.0.0.1:8000`` and
+        ``--port 8000`` in it become a free port private to the Markdown file. A server started
+        in the background writes its pid to ``serve.pid``; it is stopped after the module.
     ``output``
         A block showing what the previous Python block printed: compared with its stdout.
     ``file PATH``
@@ -90,6 +94,8 @@ import io
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -122,6 +128,7 @@ MARKERS = {
     "save",
     "pytest-collect-only",
     "signature",
+    "server",
 }
 DEFAULT_MARKERS = {
     ("README.md", "scripts/chat --session my_project"): "transcript",
@@ -266,6 +273,8 @@ class FileState:
     outcomes: dict[int, BaseException | None] = field(default_factory=dict)
     last_stdout: str = ""
     suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    port: int = 0
+    """The free port of ``server`` blocks (chosen on first use)."""
 
 
 _STATES: dict[Path, FileState] = {}
@@ -275,6 +284,10 @@ _STATES: dict[Path, FileState] = {}
 def _close_states() -> Iterator[None]:
     yield
     for state in _STATES.values():
+        pid_file = state.directory / "serve.pid"
+        if state.port and pid_file.is_file():  # a server a docs-test: server block started
+            with contextlib.suppress(ValueError, OSError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
         with contextlib.suppress(Exception):
             state.loop.run_until_complete(state.loop.shutdown_asyncgens())
         state.loop.close()
@@ -289,6 +302,12 @@ def _state(path: Path, factory: pytest.TempPathFactory) -> FileState:
         namespace = {"__name__": "__docs__", "__file__": str(directory / "example.py")}
         state = _STATES[path] = FileState(directory, namespace, asyncio.new_event_loop())
     return state
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _with_url(url: str, key: str, value: str) -> str:
@@ -310,6 +329,11 @@ def _prepare(block: Block, state: FileState, request: pytest.FixtureRequest, mp)
     elif block.marker == "postgres":
         url = _with_url(request.getfixturevalue("postgres_url"), "schema", f"docs_{state.suffix}")
         code = re.sub(r"postgres(?:ql)?://[^\s\"'`]+", url, code)
+    elif block.marker == "server":
+        if not state.port:
+            state.port = _free_port()
+        code = code.replace("127.0.0.1:8000", f"127.0.0.1:{state.port}")
+        code = code.replace("--port 8000", f"--port {state.port}")
     elif block.marker == "redis":
         url = _with_url(request.getfixturevalue("redis_url"), "prefix", f"docs-{state.suffix}:")
         code = re.sub(r"rediss?://[^\s\"'`]+", url, code)

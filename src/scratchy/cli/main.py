@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from .serve_cmd import serve
 from .sessions_cmd import cli_message, sessions
 
 
@@ -129,6 +130,7 @@ def chat(
 
 
 cli.add_command(sessions)
+cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> None:
