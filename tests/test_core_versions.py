@@ -99,7 +99,8 @@ async def test_an_in_place_edit_is_saved(backend: Backend) -> None:
 async def test_a_conflict_persists_until_reload_or_overwrite(backend: Backend) -> None:
     """Problem 5: after a refused rewrite, the next save must not silently overwrite."""
     sm = SessionManager(backend.location)
-    agent = Agent(provider=FakeProvider(["r1", "r2", "r3", "r4"]), session_manager=sm)
+    fake = FakeProvider(["r1", "r2"])
+    agent = Agent(provider=fake, session_manager=sm)
     await agent.chat("q1", session_id="c")
     session = agent.get_session("c")
     session.messages = session.messages[:1]  # a trim
@@ -108,6 +109,7 @@ async def test_a_conflict_persists_until_reload_or_overwrite(backend: Backend) -
         await agent.chat("q2", session_id="c")
     with pytest.raises(SessionConflictError):
         await agent.chat("q3", session_id="c")
+    assert len(fake.calls) == 1  # refused when the input was stored: no model call wasted
     stored = [m["content"] for m in sm.load_session("c") or []]
     assert stored[1:] == ["q1", "r1", "from B"]
     agent.reload("c")
@@ -119,7 +121,7 @@ async def test_a_conflict_persists_until_reload_or_overwrite(backend: Backend) -
         "r1",
         "from B",
         "q4",
-        "r4",
+        "r2",
     ]
 
 

@@ -132,11 +132,6 @@ def test_worker_killed_mid_turn_leaves_the_session_usable(start_server, tmp_path
     assert [m["content"] for m in items][-2:] == ["again", "done"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the core (issue 11): Agent.stream must store the user's input when the turn "
-    "starts, not only when it ends; remove this marker when it does",
-)
 def test_worker_killed_mid_turn_keeps_the_users_input(start_server, tmp_path: Path) -> None:  # noqa: F811
     with _kill_mid_turn(start_server, tmp_path) as c:
         answer = c.get("/v1/sessions/killed/messages")

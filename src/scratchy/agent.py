@@ -246,7 +246,8 @@ class Agent:
         tools: Tools (``Tool`` objects or plain functions) to start with.
         session_manager: Where sessions are loaded from and saved to; default
             ``SessionManager()``.
-        autosave: Save every turn when it ends (default). With ``autosave=False`` and no
+        autosave: Save every turn: the user's input when the turn starts (so a crash mid-turn
+            keeps it), the rest when it ends (default). With ``autosave=False`` and no
             ``session_manager``, sessions stay in memory; ``agent.save(session)`` saves.
         max_iterations: Model calls allowed per turn before ``MaxTurnsExceeded``.
         context_window: Tokens the model accepts (default: the provider's ``context_window``
@@ -596,6 +597,8 @@ class Agent:
         await provider.load()  # idempotent: warms a local model, asks a server its window
         await self._maybe_compact(session)
         session.messages.append(msgs.user(text))
+        if self.autosave:  # the input is stored before the model runs: a crash keeps it
+            await asyncio.shield(self.asave(session))
         try:
             tools = await self._tools()
             schemas = tools.schemas() if provider.supports_tools else []
