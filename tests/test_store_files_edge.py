@@ -115,3 +115,14 @@ def test_reading_a_directory_that_does_not_exist_creates_nothing(tmp_path: Path)
     assert sm.load_session("x") is None and not sm.session_exists("x")
     assert sm.list_page(limit=3).items == [] and sm.list_trash() == []
     assert not missing.exists()
+
+
+@pytest.mark.parametrize("text", ["\xa0", "end\xa0", "\u2003", "trailing space "])
+def test_trailing_unicode_spaces_of_the_last_message_survive(tmp_path: Path, text: str) -> None:
+    """Tolerating a final newline must never eat a character of the last value."""
+    sm = SessionManager(tmp_path / "s")
+    sm.save_session("s", [{"role": "user", "content": "first"}, {"role": "user", "content": text}])
+    assert SessionManager(tmp_path / "s").load_session("s") == [
+        {"role": "user", "content": "first"},
+        {"role": "user", "content": text},
+    ]

@@ -82,6 +82,7 @@ TRASH_DIR = ".trash"
 OWNERS_DIR = ".owners"
 _NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
 LOCK_TIMEOUT = 30.0
+_TRAILING_BLANK_LINES = re.compile(r"(?:\r?\n[ \t\r]*)+\Z")
 _MESSAGES_LINE = re.compile(r"^messages\[(\d+)\]:[ \t]*$", re.M)
 _counter = itertools.count()
 
@@ -204,7 +205,9 @@ class TOONFileStore(BaseStore):
             except json.JSONDecodeError as exc:
                 raise self._corrupt(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
         else:
-            text = text.rstrip()  # a final newline (editors add one) or trailing blank lines
+            # a final newline (editors add one) or trailing blank lines; never a character of
+            # the last value (str.rstrip would take a trailing U+00A0 of an unquoted string)
+            text = _TRAILING_BLANK_LINES.sub("", text)
             try:
                 doc = toon.loads(text)
             except toon.ToonDecodeError as exc:
