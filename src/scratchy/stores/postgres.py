@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -239,6 +240,8 @@ class PostgresStore(BaseStore):
         self._stale = False
         self._connect().close()  # a wrong password or database fails fast and clearly
         self._pool = self._new_pool()
+        self._lock_conns: list[Any] = []  # idle connections kept for turn locks
+        self._lock_conns_pid = os.getpid()
         try:
             self._pool.open(wait=True, timeout=self._timeout)
             self._tx(self._migrate, write=True)
@@ -362,6 +365,10 @@ class PostgresStore(BaseStore):
         with self._pool_lock:
             self._pool.close()
             self._stale = True
+            idle, self._lock_conns = self._lock_conns, []
+        for conn in idle:
+            with contextlib.suppress(self._psycopg.Error):
+                conn.close()
 
     # -- rows ------------------------------------------------------------------------------------
 
@@ -542,15 +549,45 @@ class PostgresStore(BaseStore):
         drops the lock whatever happened). The lock key names the schema too: sessions of
         two schemas never block each other."""
         name = f"scratchy turn {self.schema or ''}:{key}"
-        conn = self._connect()
+        conn = self._lock_connection()
+        clean = False
         try:
             self._acquire(conn, name, key, timeout)
             try:
                 yield
             finally:
                 with contextlib.suppress(self._psycopg.Error):
-                    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+                    conn.execute("SELECT pg_advisory_unlock_all()")
+                    clean = True
+        except BaseException:
+            with contextlib.suppress(self._psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock_all()")
+                clean = True
+            raise
         finally:
+            self._return_lock_connection(conn, clean)
+
+    def _lock_connection(self) -> Any:
+        """An idle lock connection of this process, else a new one (connecting costs ~10 ms,
+        a turn would pay it every time)."""
+        with self._pool_lock:
+            if self._lock_conns_pid != os.getpid():  # forked: never share the parent's
+                self._lock_conns, self._lock_conns_pid = [], os.getpid()
+            while self._lock_conns:
+                conn = self._lock_conns.pop()
+                if not conn.closed:
+                    return conn
+        conn = self._connect()
+        return conn
+
+    def _return_lock_connection(self, conn: Any, clean: bool) -> None:
+        """Keep a connection that holds no lock (a few of them); close any other."""
+        if clean and not conn.closed and not conn.info.transaction_status:
+            with self._pool_lock:
+                if len(self._lock_conns) < 8 and self._lock_conns_pid == os.getpid():
+                    self._lock_conns.append(conn)
+                    return
+        with contextlib.suppress(self._psycopg.Error):
             conn.close()
 
     def _acquire(self, conn: Any, name: str, key: str, timeout: float | None) -> None:
