@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -288,6 +289,7 @@ async def test_store_io_never_stalls_the_event_loop(tmp_path: Path) -> None:
     big = [user("x" * 2000) if i % 2 == 0 else bot("y" * 2000) for i in range(400)]
     for i in range(20):
         sm.save_session(f"s{i}", big)
+
     class Quick(BaseProvider):
         """Answers at once, without FakeProvider's recording (a deep copy of every request,
         which would itself stall the loop and hide what this test measures)."""
@@ -299,7 +301,9 @@ async def test_store_io_never_stalls_the_event_loop(tmp_path: Path) -> None:
     agent = Agent(provider=Quick(name="quick", model="quick"), session_manager=sm)
     for i in range(20):
         await agent.aget_session(f"s{i}")
-    async def measure() -> float:
+
+    async def measure(work: bool) -> float:
+        """p99 of how late a 1 ms sleep wakes up, during 20 concurrent turns (or idle)."""
         lags: list[float] = []
         done = False
 
@@ -310,17 +314,23 @@ async def test_store_io_never_stalls_the_event_loop(tmp_path: Path) -> None:
                 lags.append(time.perf_counter() - start - 0.001)
 
         task = asyncio.create_task(probe())
-        await asyncio.gather(*(agent.chat("more", session_id=f"s{i}") for i in range(20)))
+        if work:
+            await asyncio.gather(*(agent.chat("more", session_id=f"s{i}") for i in range(20)))
+        else:
+            await asyncio.sleep(0.3)
         done = True
         await task
         lags.sort()
         return lags[int(len(lags) * 0.99) - 1]
 
     # Best of five rounds: a shared machine's scheduling noise comes and goes, while store
-    # I/O on the loop (the defect this guards against) would stall every round.
-    p99 = min([await measure() for _ in range(5)])
-    assert p99 <= 0.010, f"p99 loop lag {p99 * 1000:.1f} ms"
-    assert len(sm.load_session("s0") or []) == 400 + 3 * 2
+    # I/O on the loop (the defect this guards against) stalls every round by far more. The
+    # machine's own noise (the idle loop's p99, ~0.1 ms on a quiet machine) is allowed on top.
+    rounds = [(await measure(True), await measure(False)) for _ in range(5)]
+    p99 = min(r[0] for r in rounds)
+    idle = statistics.median(r[1] for r in rounds)
+    assert p99 <= 0.010 + idle, f"p99 loop lag {p99 * 1000:.1f} ms (idle {idle * 1000:.1f} ms)"
+    assert len(sm.load_session("s0") or []) == 400 + 5 * 2
 
 
 @pytest.mark.parametrize(
