@@ -19,8 +19,10 @@ not, a torn tail, ends the journal and is dropped by the next write.
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 JOURNAL_DIR = ".journal"
@@ -104,3 +106,72 @@ def scan(data: bytes, base: str, total: int) -> tuple[int, int, list[tuple[int, 
 def parse(data: bytes, span: tuple[int, int]) -> dict[str, Any]:
     """The JSON of one record (its checksum already verified by :func:`scan`)."""
     return json.loads(data[span[0] : span[1]])
+
+
+def read(
+    path: Path, base: str, count: int, prev: JournalState | None, messages: list[Any] | None
+) -> JournalState:
+    """The journal at ``path`` extending ``count`` messages of ``base`` (``ino`` 0: none).
+
+    With ``messages``, the whole journal is read and its messages added to it; otherwise only
+    what follows ``prev`` (what this process read last) when it is the same journal."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if (
+                messages is None
+                and prev is not None
+                and prev.ino == st.st_ino
+                and prev.base == base
+                and st.st_size >= prev.length
+            ):
+                if st.st_size == prev.length:
+                    return prev
+                f.seek(prev.length)
+                offset, total, header = prev.length, prev.total, prev.header
+            else:
+                offset, total, header = 0, count, None
+            data = f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return JournalState(0, 0, base, count, None)
+    valid, total, spans = scan(data, base, total)
+    if spans:
+        if messages is not None:
+            for span in spans:
+                messages.extend(parse(data, span)["m"])
+        header = parse(data, spans[-1])["h"]
+    return JournalState(st.st_ino, offset + valid, base, total, header)
+
+
+def append(
+    path: Path, state: JournalState, record: bytes, header: dict[str, Any], added: int
+) -> JournalState:
+    """Write ``record`` after the valid records of ``state`` (a torn tail, or the records of
+    an older file, are dropped first) and fsync it; the caller holds the session's lock."""
+    flags = os.O_WRONLY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        created = True
+    except FileExistsError:
+        fd = os.open(path, flags)
+        created = False
+    try:
+        st = os.fstat(fd)
+        keep = state.length if st.st_ino == state.ino else 0
+        if st.st_size != keep:
+            os.ftruncate(fd, keep)
+        view = memoryview(record)
+        at = keep
+        while view:
+            n = os.pwrite(fd, view, at)
+            view, at = view[n:], at + n
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:  # the new name must survive a crash too
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return JournalState(st.st_ino, keep + len(record), state.base, state.total + added, header)

@@ -25,6 +25,11 @@ directory is fsynced: a process killed at any instant leaves the old or the new 
 one session are serialised by a ``filelock`` lock in ``<dir>/.locks/``; leftover temporary files
 of a killed writer are removed by the next writer of that session (they are never listed).
 
+Past ``JOURNAL_AT`` (256 KB) a file is no longer rewritten for every write: appends and header
+changes go to the session's journal ``<dir>/.journal/<id>.jsonl`` (checksummed, fsynced records,
+see :mod:`._journal`), folded into a new file when the journal would pass the file's size. The
+file then holds the session as of the last fold; every reader reads the file, then its journal.
+
 Files written by the original Scratchy (JSON in a ``.toon`` file) are read too, and become TOON
 on the next write. ``<dir>/.index/catalog.json`` caches the headers for fast listing; each entry is
 checked against the file's (inode, size, mtime), so a stale or missing catalog is rebuilt, never
@@ -308,37 +313,12 @@ class TOONFileStore(BaseStore):
         ``messages`` when given. Without ``messages``, only what is new since the last read of
         this process is read."""
         base = _base(toon_info)
-        count = toon_info.message_count or 0
         prev = self._jcache.get(session_id)
-        try:
-            with open(self._jpath(session_id), "rb") as f:
-                st = os.fstat(f.fileno())
-                if (
-                    messages is None
-                    and prev is not None
-                    and prev.ino == st.st_ino
-                    and prev.base == base
-                    and st.st_size >= prev.length
-                ):
-                    if st.st_size == prev.length:
-                        return prev
-                    f.seek(prev.length)
-                    offset, total, header = prev.length, prev.total, prev.header
-                else:
-                    offset, total, header = 0, count, None
-                data = f.read()
-        except (FileNotFoundError, NotADirectoryError):
-            state = jr.JournalState(0, 0, base, count, None)
+        state = jr.read(self._jpath(session_id), base, toon_info.message_count or 0, prev, messages)
+        if state.ino:
+            self._jcache[session_id] = state
+        else:
             self._jcache.pop(session_id, None)
-            return state
-        valid, total, spans = jr.scan(data, base, total)
-        if spans:
-            if messages is not None:
-                for span in spans:
-                    messages.extend(jr.parse(data, span)["m"])
-            header = jr.parse(data, spans[-1])["h"]
-        state = jr.JournalState(st.st_ino, offset + valid, base, total, header)
-        self._jcache[session_id] = state
         return state
 
     def _with_journal(self, session_id: str, cached: _Cached) -> _State:
@@ -464,37 +444,11 @@ class TOONFileStore(BaseStore):
         self, session_id: str, state: _State, record: bytes, header: dict[str, Any], added: int
     ) -> SessionInfo:
         """Append one record to the session's journal (dropping a torn tail first), fsynced."""
-        journal = state.journal
         jdir = self.directory / jr.JOURNAL_DIR
         if not jdir.is_dir():
             jdir.mkdir(mode=0o700, exist_ok=True)
             _fsync_dir(self.directory)
-        path = self._jpath(session_id)
-        flags = os.O_WRONLY | os.O_CLOEXEC
-        try:
-            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
-            created = True
-        except FileExistsError:
-            fd = os.open(path, flags)
-            created = False
-        try:
-            st = os.fstat(fd)
-            keep = journal.length if st.st_ino == journal.ino else 0
-            if st.st_size != keep:
-                os.ftruncate(fd, keep)  # a torn tail, or records of an older file
-            view = memoryview(record)
-            at = keep
-            while view:
-                n = os.pwrite(fd, view, at)
-                view, at = view[n:], at + n
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            _fsync_dir(jdir)
-        new = jr.JournalState(
-            st.st_ino, keep + len(record), journal.base, journal.total + added, header
-        )
+        new = jr.append(self._jpath(session_id), state.journal, record, header, added)
         self._jcache[session_id] = new
         return _combined(state.toon, new)
 
