@@ -1,8 +1,18 @@
-"""Session store benchmark: save after one turn, load, and list, beside a plain-JSON baseline.
+"""Session store benchmark: append one turn, load and list, beside the floors, in one run.
 
-Run: ``python benchmarks/bench_store.py [--sessions 10000]``. Prints one table (milliseconds,
-median of several runs). The baseline rewrites the whole session as JSON with ``json.dump`` and
-fsync on every save (what a naive store does) and ``json.load``s it back.
+Run: ``python benchmarks/bench_store.py [--sizes 1000,10000,100000] [--sessions 10000,100000]``.
+Prints tables in milliseconds (median of several runs unless said otherwise):
+
+* append one turn (4 messages, one a ~1 KB tool result) to a session of N messages: the median
+  append, the mean over a whole journal cycle (it includes the fold, so it is the amortized
+  cost) and the bytes written per turn (``wchar`` of ``/proc/self/io``) against the turn's TOON
+  size; beside it, the naive store that rewrites the whole session as JSON with fsync;
+* load N messages, beside ``json.loads`` of the same messages;
+* the first page of 20, and the whole ``list_sessions()``, among M sessions, beside the floor
+  (``os.scandir`` + ``stat`` of the same files) and ``json.loads`` of an M-entry index.
+
+At 100,000 messages a journal cycle is ~10,000 turns; the amortized figures there are computed
+from the measured parts (median journal append, one measured fold, turns per cycle).
 """
 
 from __future__ import annotations
@@ -19,11 +29,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scratchy import SessionManager
-from scratchy.stores.toon_files import TOONFileStore
+from scratchy.stores import _journal as jr
+from scratchy.stores.toon_files import TOONFileStore, encode_message
+
+TOOL_RESULT = "def main():\n    with open('x') as f:\n        return f.read()\n" * 17  # ~1 KB
 
 
 def turn(i: int) -> list[dict]:
-    """One realistic turn: a user question, a tool call, its result and an answer."""
+    """One coding-agent turn: a question, a tool call, its ~1 KB result and an answer."""
     return [
         {"role": "user", "content": f"Question {i}: how do I read a file in Python?\nThanks!"},
         {
@@ -40,17 +53,11 @@ def turn(i: int) -> list[dict]:
                 }
             ],
         },
-        {
-            "role": "tool",
-            "tool_call_id": f"call_{i}",
-            "name": "read_file",
-            "content": "def main():\n    with open('x') as f:\n        return f.read()\n" * 3,
-        },
+        {"role": "tool", "tool_call_id": f"call_{i}", "name": "read_file", "content": TOOL_RESULT},
         {
             "role": "assistant",
             "content": "Use `open()` in a `with` block:\n\n```python\n"
-            "with open('data.txt', encoding='utf-8') as f:\n    text = f.read()\n```\n"
-            "This closes the file for you, even on errors. " * 2,
+            "with open('data.txt', encoding='utf-8') as f:\n    text = f.read()\n```\n",
         },
     ]
 
@@ -73,6 +80,17 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def wchar() -> int:
+    """Bytes this process has passed to write() so far (Linux); 0 elsewhere."""
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def json_save(path: Path, messages: list[dict]) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as f:
@@ -82,75 +100,127 @@ def json_save(path: Path, messages: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def bench_size(root: Path, n: int, repeat: int) -> list[tuple[str, float, float]]:
-    """Append one turn and load, at ``n`` messages, for scratchy and the JSON baseline."""
+def bench_size(root: Path, n: int, repeat: int) -> list[tuple[str, str, str]]:
+    """Append one turn and load, at ``n`` messages."""
     msgs = history(n)
-    one_turn = turn(99_999)
     d = root / f"h{n}"
-    sm = SessionManager(d)
-    sm.save_session("s", msgs)
+    store = TOONFileStore(d)
+    store.replace("s", msgs)
     size = (d / "s_chat.toon").stat().st_size
-    t_append = timed(lambda: sm.append_messages("s", one_turn), repeat)
-    jpath = root / f"h{n}.json"
-    json_save(jpath, msgs)
-    t_json_save = timed(lambda: json_save(jpath, msgs + one_turn), repeat)
-    cold = SessionManager(store=TOONFileStore(d))
-    t_load = timed(lambda: cold.load_session("s"), repeat)
-    t_json_load = timed(lambda: json.loads(jpath.read_bytes()), repeat)
+    turn_bytes = len("\n".join(encode_message(m) for m in turn(0)).encode()) + 1
+    # median append (journal appends, or rewrites below the journal threshold)
+    k = [0]
+
+    def one() -> None:
+        k[0] += 1
+        store.append("s", turn(k[0]))
+
+    t_median = timed(one, max(repeat, 15))
+    # a whole journal cycle: from just after a fold to the next fold, included
+    cycle_turns = (size * jr.FOLD_AT) / (turn_bytes * 1.25) if size >= jr.JOURNAL_AT else 1
+    jpath = d / jr.JOURNAL_DIR / "s.jsonl"
+    if size < jr.JOURNAL_AT or cycle_turns <= 3_000:
+        while jpath.exists():  # finish the current cycle
+            one()
+        w0, t0, turns = wchar(), time.perf_counter(), 0
+        while True:
+            one()
+            turns += 1
+            if size < jr.JOURNAL_AT or not jpath.exists():
+                break
+        mean = (time.perf_counter() - t0) * 1000 / turns
+        per_turn = (wchar() - w0) / turns
+        how = f"measured over {turns} turns"
+    else:  # too long to run here: journal appends measured, one fold measured
+        w0 = wchar()
+        for _ in range(10):
+            one()
+        journal_bytes = (wchar() - w0) / 10
+        cycle = size * jr.FOLD_AT / journal_bytes
+        saved, jr.FOLD_AT = jr.FOLD_AT, 0.0
+        w0, t0 = wchar(), time.perf_counter()
+        one()  # folds
+        t_fold, fold_bytes = (time.perf_counter() - t0) * 1000, wchar() - w0
+        jr.FOLD_AT = saved
+        mean = t_median + t_fold / cycle
+        per_turn = journal_bytes + fold_bytes / cycle
+        how = f"computed: fold {t_fold:.0f} ms every {cycle:,.0f} turns"
+    jfile = root / f"h{n}.json"
+    json_save(jfile, msgs)
+    t_json_save = timed(lambda: json_save(jfile, msgs + turn(0)), 5)
+    stored = store.load("s")
+    assert stored is not None
+    raw = json.dumps(stored.messages).encode()
+    t_load = timed(lambda: TOONFileStore(d).load("s"), repeat)
+    t_json_load = timed(lambda: json.loads(raw), repeat)
+    mb = size / 1e6
     return [
-        (f"save after one turn, {n:,} msgs ({size / 1e6:.1f} MB)", t_append, t_json_save),
-        (f"load, {n:,} msgs", t_load, t_json_load),
+        (f"append one turn, {n:,} msgs ({mb:.1f} MB): median", f"{t_median:.1f}", ""),
+        (f"  amortized ({how})", f"{mean:.1f}", f"{t_json_save:.1f} (json rewrite)"),
+        (
+            "  bytes written per turn",
+            f"{per_turn / 1e3:,.1f} KB = {per_turn / turn_bytes:.1f}x turn",
+            f"turn {turn_bytes / 1e3:.1f} KB",
+        ),
+        (f"load {n:,} msgs (new store)", f"{t_load:.1f}", f"{t_json_load:.1f} (json.loads)"),
+    ]
+
+
+def bench_listing(root: Path, m: int, repeat: int) -> list[tuple[str, str, str]]:
+    """First page of 20 and the whole listing among ``m`` sessions."""
+    d = root / f"many{m}"
+    store = TOONFileStore(d)
+    store.replace("template", history(5))
+    data = (d / "template_chat.toon").read_bytes()
+    (d / "template_chat.toon").unlink()
+    for i in range(m):  # the same small session under m names (the header's id is not used)
+        (d / f"session_{i:06d}_chat.toon").write_bytes(data)
+    TOONFileStore(d).list()  # builds the catalog once
+
+    def floor() -> None:
+        for entry in os.scandir(d):
+            entry.stat()
+
+    index = json.dumps({f"session_{i:06d}": [i, "2025-01-01", 5, "t"] for i in range(m)})
+    reps = repeat if m <= 10_000 else 3
+    t_page = timed(lambda: TOONFileStore(d).list_page(limit=20), reps)
+    kept = TOONFileStore(d)
+    kept.list_page(limit=20)
+    t_page_kept = timed(lambda: kept.list_page(limit=20), reps)
+    t_list = timed(lambda: SessionManager(store=TOONFileStore(d)).list_sessions(), reps)
+    t_floor = timed(floor, reps)
+    t_index = timed(lambda: json.loads(index), reps)
+    return [
+        (f"first page of 20 among {m:,} sessions (new store)", f"{t_page:.1f}", ""),
+        ("  (same, store kept open)", f"{t_page_kept:.1f}", ""),
+        (f"list_sessions(), {m:,} sessions", f"{t_list:.1f}", ""),
+        (f"  floor: os.scandir + stat of {m:,} files", f"{t_floor:.1f}", ""),
+        (f"  json.loads of a {m:,}-entry index", f"{t_index:.1f}", ""),
     ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--sessions", default="10000,100000")
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench_store_"))
-    rows: list[tuple[str, float, float]] = []
+    rows: list[tuple[str, str, str]] = []
     try:
-        for n in (100, 1_000, 10_000):
+        for n in (int(x) for x in args.sizes.split(",") if x):
             rows += bench_size(root, n, args.repeat)
-        # listing
-        d = root / "many"
-        sm = SessionManager(d)
-        base = history(50)
-        for i in range(args.sessions):
-            sm.save_session(f"session_{i:05d}", base)
-        jdir = root / "many_json"
-        jdir.mkdir()
-        for i in range(args.sessions):
-            (jdir / f"s{i}.json").write_text(json.dumps({"created_at": "x", "messages": base}))
-
-        def json_list() -> None:
-            out = []
-            for p in jdir.iterdir():
-                doc = json.loads(p.read_bytes())
-                out.append((p.stem, doc["created_at"], len(doc["messages"])))
-
-        SessionManager(store=TOONFileStore(d)).list_sessions()  # builds the catalog once
-        t_list = timed(lambda: SessionManager(store=TOONFileStore(d)).list_sessions(), 5)
-        t_list_cold = timed(
-            lambda: (
-                os.unlink(d / ".index" / "catalog.json"),
-                SessionManager(store=TOONFileStore(d)).list_sessions(),
-            ),
-            3,
-        )
-        t_json_list = timed(json_list, 3)
-        rows.append((f"list {args.sessions:,} sessions x 50 msgs", t_list, t_json_list))
-        rows.append(("  (same, catalog deleted: rebuilt)", t_list_cold, t_json_list))
+        for m in (int(x) for x in args.sessions.split(",") if x):
+            rows += bench_listing(root, m, args.repeat)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {platform.system()}"
+        f"{platform.python_version()}, {platform.system()}; load {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'operation':<48} {'scratchy ms':>12} {'json ms':>9}")
+    print(f"{'operation':<62} {'scratchy ms':>26}  baseline")
     for name, ours, base_ms in rows:
-        print(f"{name:<48} {ours:>12.1f} {base_ms:>9.1f}")
+        print(f"{name:<62} {ours:>26}  {base_ms}")
 
 
 if __name__ == "__main__":

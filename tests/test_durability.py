@@ -111,3 +111,101 @@ asyncio.run(main())
     users = [m["content"] for m in messages if m["role"] == "user"]
     assert sorted(users) == sorted(f"{n} q{i}" for n in "ab" for i in range(10))
     assert len(messages) == 41 and [m["role"] for m in messages].count("system") == 1
+
+
+JOURNAL_APPENDER = r"""
+import sys
+from scratchy import SessionManager
+from scratchy.stores import _journal
+_journal.JOURNAL_AT = 4096  # small thresholds: journal appends and folds every few turns
+_journal.FOLD_AT = 0.5
+directory, worker, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sm = SessionManager(directory)
+pad = "p" * 300 + "é🤖"
+print("ready", flush=True)
+for i in range(count):
+    sm.append_messages("big", [{"role": "user", "content": f"{worker}-{i} {pad}"},
+                               {"role": "tool", "tool_call_id": "t", "content": f"r {pad}"}])
+    print(f"{worker}-{i}", flush=True)
+"""
+
+
+def _acked(proc: subprocess.Popen) -> list[str]:
+    assert proc.stdout is not None
+    return [line.strip() for line in proc.stdout.read().splitlines() if "-" in line]
+
+
+def _check_big(d: Path, acked: list[str]) -> list[str]:
+    """Every acknowledged message is stored exactly once; the .toon file is a valid document
+    holding a prefix of them."""
+    messages = SessionManager(d).load_session("big")
+    users = [m["content"].split(" ")[0] for m in messages if m["role"] == "user"]
+    assert len(users) == len(set(users))  # nothing twice (not even unacknowledged ones)
+    missing = set(acked) - set(users)
+    assert not missing, sorted(missing)[:5]
+    doc = toon_format.decode((d / "big_chat.toon").read_text())
+    assert doc["messages"] == messages[: len(doc["messages"])]
+    [row] = SessionManager(d).list_sessions()
+    assert row["message_count"] == len(messages)
+    return users
+
+
+def test_sigkill_during_journal_appends_and_folds_loses_no_acknowledged_turn(
+    tmp_path: Path,
+) -> None:
+    d = tmp_path / "s"
+    acked: list[str] = []
+    inodes, journaled = set(), 0
+    for round_ in range(12):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", JOURNAL_APPENDER, str(d), f"r{round_}", "100000"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        time.sleep(0.15 + (round_ % 4) * 0.07)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        acked += _acked(proc)
+        journaled += (d / ".journal" / "big.jsonl").exists()
+        inodes.add((d / "big_chat.toon").stat().st_mtime_ns)
+        _check_big(d, acked)
+    assert len(acked) > 50 and journaled >= 3 and len(inodes) >= 3  # journal appends, and folds
+    SessionManager(d).append_messages("big", [{"role": "user", "content": "after-0"}])
+    users = _check_big(d, acked + ["after-0"])
+    assert users[-1] == "after-0"
+
+
+def test_processes_appending_to_a_journaled_session_keep_every_turn_once(tmp_path: Path) -> None:
+    d = tmp_path / "s"
+    workers, count = 3, 60
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", JOURNAL_APPENDER, str(d), f"w{w}", str(count)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
+    victim = subprocess.Popen(
+        [sys.executable, "-c", JOURNAL_APPENDER, str(d), "k", "100000"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert victim.stdout is not None and victim.stdout.readline() == "ready\n"
+    time.sleep(0.5)
+    victim.send_signal(signal.SIGKILL)  # killed among the others, at any point of its write
+    victim.wait()
+    acked = _acked(victim)
+    for p in procs:
+        assert p.wait(timeout=180) == 0
+        acked += _acked(p)
+    assert len(acked) >= workers * count
+    users = _check_big(d, acked)
+    for w in range(workers):  # each worker's order is kept
+        mine = [int(u.split("-")[1]) for u in users if u.startswith(f"w{w}-")]
+        assert mine == list(range(count))
+    messages = SessionManager(d).load_session("big")
+    for i, m in enumerate(messages):  # each append stays together
+        if m["role"] == "user":
+            assert messages[i + 1]["role"] == "tool"

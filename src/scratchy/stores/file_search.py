@@ -3,8 +3,9 @@
 The index (``<dir>/.index/search.sqlite``) is derived data, never the source of truth. Before a
 query it is brought up to date: when the session directory's modification time is unchanged
 since the last sync (every write of a session renames a file into the directory, which changes
-it) nothing is read; otherwise each session whose version differs from the indexed one is
-re-read, and removed sessions are dropped. A missing or damaged index is rebuilt.
+it) and no journal in ``.journal/`` changed (appends to a big session's journal leave the
+directory as it is) nothing is read; otherwise each session whose version differs from the
+indexed one is re-read, and removed sessions are dropped. A missing or damaged index is rebuilt.
 
 Results are ranked with BM25. A word so common that it matches more than ``RANK_AT_MOST``
 messages is ranked among its most recently indexed matches only, which keeps every query fast.
@@ -12,6 +13,7 @@ messages is ranked among its most recently indexed matches only, which keeps eve
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
@@ -89,6 +91,9 @@ class FileSearchIndex:
                 mtime = str(os.stat(self.store.directory).st_mtime_ns)
             except FileNotFoundError:
                 return 0
+            journals = self.store._journal_stats()  # appends to a journal leave the dir as is
+            if journals:
+                mtime += ":" + hashlib.blake2b(repr(sorted(journals.items())).encode()).hexdigest()
             row = db.execute("SELECT value FROM meta WHERE key='dir_mtime'").fetchone()
             if row is not None and row[0] == mtime:
                 return 0
@@ -127,8 +132,7 @@ class FileSearchIndex:
             ).lastrowid
             base = int(doc or 0) * _ROWS_PER_DOC
             db.executemany(
-                "INSERT INTO msgs (rowid, content, session_id, idx, role) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO msgs (rowid, content, session_id, idx, role) VALUES (?, ?, ?, ?, ?)",
                 (
                     (base + i, search_text(m), sid, i, m.get("role", ""))
                     for i, m in enumerate(stored.messages[: _ROWS_PER_DOC - 1])
@@ -137,7 +141,7 @@ class FileSearchIndex:
             count += 1
         # Trust an unchanged directory time next time only when it is not within the
         # file system's timestamp granularity of now (two writes in one tick look alike).
-        settled = time.time_ns() - int(mtime) > 100_000_000
+        settled = time.time_ns() - int(mtime.split(":")[0]) > 100_000_000
         db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('dir_mtime', ?)", (mtime if settled else "",)
         )

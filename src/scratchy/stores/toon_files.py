@@ -25,6 +25,11 @@ directory is fsynced: a process killed at any instant leaves the old or the new 
 one session are serialised by a ``filelock`` lock in ``<dir>/.locks/``; leftover temporary files
 of a killed writer are removed by the next writer of that session (they are never listed).
 
+Past ``JOURNAL_AT`` (256 KB) a file is no longer rewritten for every write: appends and header
+changes go to the session's journal ``<dir>/.journal/<id>.jsonl`` (checksummed, fsynced records,
+see :mod:`._journal`), folded into a new file when the journal would pass the file's size. The
+file then holds the session as of the last fold; every reader reads the file, then its journal.
+
 Files written by the original Scratchy (JSON in a ``.toon`` file) are read too, and become TOON
 on the next write. ``<dir>/.index/catalog.json`` caches the headers for fast listing; each entry is
 checked against the file's (inode, size, mtime), so a stale or missing catalog is rebuilt, never
@@ -57,6 +62,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..messages import ROLES, Message, validate_messages
+from . import _journal as jr
 from .base import (
     BaseStore,
     Header,
@@ -96,6 +102,39 @@ class _Cached:
     header: dict[str, Any]
     body: str | None
     """The encoded message items (text after the ``messages[N]:`` line), when re-usable."""
+    full: bool = True
+    """False when only the header was read (``body`` is then unknown)."""
+
+
+@dataclass(slots=True)
+class _State:
+    """A session as its readers see it: the file, its journal, and both combined."""
+
+    toon: _Cached
+    journal: jr.JournalState
+    info: SessionInfo
+
+
+def _base(info: SessionInfo) -> str:
+    return jr.base_of(info.message_count, info.created_at.isoformat(), info.updated_at.isoformat())
+
+
+def _combined(cached: _Cached, journal: jr.JournalState) -> SessionInfo:
+    """The file's header updated by its journal's last record."""
+    info = copy.copy(cached.info)
+    info.metadata = copy.deepcopy(info.metadata)
+    if journal.length and journal.header is not None:
+        h = journal.header
+        info.message_count = journal.total
+        info.title = str(h.get("title") or "")
+        info.created_at = parse_time(h.get("created_at")) or info.created_at
+        info.updated_at = parse_time(h.get("updated_at")) or info.updated_at
+        meta = h.get("metadata")
+        info.metadata = copy.deepcopy(meta) if isinstance(meta, dict) else {}
+        info.size += journal.length
+        info.version += f"-{journal.length:x}"
+        info.local_times = None
+    return info
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
@@ -136,6 +175,7 @@ class TOONFileStore(BaseStore):
         self._catalog_key: tuple[int, int, int] | None = None
         self._mutex = threading.RLock()
         self._search_index: Any = None
+        self._jcache: dict[str, jr.JournalState] = {}  # journals read, for incremental reads
 
     def scoped(self, owner: str) -> TOONFileStore:
         """The sessions of ``owner``: files in ``<dir>/.owners/<owner>/``."""
@@ -264,45 +304,93 @@ class TOONFileStore(BaseStore):
             line=line,
         )
 
+    # -- the journal -------------------------------------------------------------------------
+
+    def _jpath(self, session_id: str) -> Path:
+        return self.directory / jr.JOURNAL_DIR / (session_id + jr.JOURNAL_SUFFIX)
+
+    def _journal(
+        self, session_id: str, toon_info: SessionInfo, messages: list[Message] | None = None
+    ) -> jr.JournalState:
+        """The journal records extending ``toon_info``'s file; their messages are added to
+        ``messages`` when given. Without ``messages``, only what is new since the last read of
+        this process is read."""
+        base = _base(toon_info)
+        prev = self._jcache.get(session_id)
+        state = jr.read(self._jpath(session_id), base, toon_info.message_count or 0, prev, messages)
+        if state.ino:
+            self._jcache[session_id] = state
+        else:
+            self._jcache.pop(session_id, None)
+        return state
+
+    def _with_journal(self, session_id: str, cached: _Cached) -> _State:
+        journal = self._journal(session_id, cached.info)
+        return _State(cached, journal, _combined(cached, journal))
+
+    # -- reading, continued ------------------------------------------------------------------
+
     def _read(self, key: str) -> StoredSession | None:
         path = self.path(key)
-        result = self._decode(key, path)
-        if result is None:
+        for _ in range(100):
+            result = self._decode(key, path)
+            if result is None:
+                with self._mutex:
+                    self._cache.pop(key, None)
+                return None
+            cached, messages = result
             with self._mutex:
-                self._cache.pop(key, None)
-            return None
-        cached, messages = result
-        with self._mutex:
-            self._cache[key] = cached
-        return StoredSession(copy.copy(cached.info), messages)
+                journal = self._journal(key, cached.info, messages)
+                self._cache[key] = cached
+            if self._unchanged(path, cached.stat_key):
+                break  # else a fold replaced the file while its journal was read: again
+        return StoredSession(_combined(cached, journal), messages)
 
-    def _current(self, session_id: str, path: Path) -> _Cached | None:
-        """The file's state, from the cache when the file's stat has not changed since.
+    @staticmethod
+    def _unchanged(path: Path, key: tuple[int, int, int]) -> bool:
+        try:
+            return _stat_key(os.stat(path)) == key
+        except FileNotFoundError:
+            return False
+
+    def _current(self, session_id: str, path: Path) -> _State | None:
+        """The session's state, from the cache when the file's stat has not changed since.
 
         Every write of ours stamps the file with a nanosecond mtime, so (inode, size, mtime)
-        identifies one write."""
-        try:
-            key = _stat_key(os.stat(path))
-        except FileNotFoundError:
-            self._cache.pop(session_id, None)
-            return None
-        cached = self._cache.get(session_id)
-        if cached is not None and cached.stat_key == key:
-            return cached
-        result = self._decode(session_id, path)
-        if result is None:
-            return None
-        self._cache[session_id] = result[0]
-        return result[0]
+        identifies one write. A big file is read up to its ``messages[N]:`` line only."""
+        for _ in range(100):
+            try:
+                key = _stat_key(os.stat(path))
+            except FileNotFoundError:
+                self._cache.pop(session_id, None)
+                return None
+            cached = self._cache.get(session_id)
+            if cached is None or cached.stat_key != key:
+                if key[1] >= jr.JOURNAL_AT:
+                    try:
+                        info, read_key = self._head(session_id, path)
+                    except FileNotFoundError:
+                        continue
+                    cached = _Cached(read_key, info, {}, None, False)
+                else:
+                    result = self._decode(session_id, path)
+                    if result is None:
+                        continue
+                    cached = result[0]
+                self._cache[session_id] = cached
+            state = self._with_journal(session_id, cached)
+            if self._unchanged(path, cached.stat_key):
+                return state
+        return state
 
     def _read_info(self, key: str) -> SessionInfo | None:
         path = self.path(key)
         with self._mutex:
             try:
-                cached = self._current(key, path)
+                state = self._current(key, path)
             except SessionCorruptedError as exc:
                 return self._broken_info(key, path, str(exc))
-        return copy.copy(cached.info) if cached else None
+        return state.info if state else None
 
     def _exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -354,6 +442,24 @@ class TOONFileStore(BaseStore):
             raise
         _fsync_dir(self.directory)
         return key
+
+    def _journal_write(
+        self, session_id: str, state: _State, record: bytes, header: dict[str, Any], added: int
+    ) -> SessionInfo:
+        """Append one record to the session's journal (dropping a torn tail first), fsynced."""
+        jdir = self.directory / jr.JOURNAL_DIR
+        if not jdir.is_dir():
+            jdir.mkdir(mode=0o700, exist_ok=True)
+            _fsync_dir(self.directory)
+        new = jr.append(self._jpath(session_id), state.journal, record, header, added)
+        self._jcache[session_id] = new
+        return _combined(state.toon, new)
+
+    def _drop_journal(self, session_id: str, path: Path) -> None:
+        """Remove a journal whose records are in the file now (or name an older file)."""
+        self._jcache.pop(session_id, None)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            path.unlink()
 
     # -- trash ---------------------------------------------------------------------------------
 
@@ -418,6 +524,10 @@ class TOONFileStore(BaseStore):
 
     def _read_header(self, session_id: str, path: Path) -> SessionInfo:
         """Read only the top of a file: header fields and the ``messages[N]:`` count."""
+        return self._head(session_id, path)[0]
+
+    def _head(self, session_id: str, path: Path) -> tuple[SessionInfo, tuple[int, int, int]]:
+        """:meth:`_read_header` and the stat key of what it read."""
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             chunk = f.read(4096)
@@ -432,17 +542,18 @@ class TOONFileStore(BaseStore):
             result = self._decode(session_id, path)  # legacy JSON or unusual layout: full read
             if result is None:
                 raise FileNotFoundError(path)
-            return result[0].info
+            return result[0].info, result[0].stat_key
         try:
             header = toon.loads(text[: match.start()]) if match.start() else {}
         except toon.ToonDecodeError as exc:
             raise self._corrupt(path, exc.line, exc.reason) from None
         if not isinstance(header, dict):
             raise self._corrupt(path, 1, "the header is not a TOON object")
-        return self._info_from(session_id, header, int(match.group(1)), key)
+        return self._info_from(session_id, header, int(match.group(1)), key), key
 
     def _list(self, ns: str) -> list[SessionInfo]:
         """Every session's header; corrupted files are flagged."""
+        journals = self._journal_stats()  # before the files: a fold replaces the file first
         try:
             entries = list(os.scandir(self.directory))
         except (FileNotFoundError, NotADirectoryError):
@@ -466,26 +577,48 @@ class TOONFileStore(BaseStore):
                 except (SessionError, FileNotFoundError):
                     continue
                 key = row[0] if row is not None else None
+                js = journals.get(session_id)
                 if (
                     key is not None
                     and key[0] == st.st_ino
                     and key[1] == st.st_size
                     and key[2] == st.st_mtime_ns
+                    and (len(key) == 3 if js is None else key[3:] == js)
                 ):
                     info = _info_from_row(session_id, row)  # type: ignore[arg-type]
                 else:
                     try:
-                        info = self._read_header(session_id, Path(entry.path))
+                        info, read_key = self._head(session_id, Path(entry.path))
+                        if js is not None:
+                            cached = _Cached(read_key, info, {}, None, False)
+                            info = self._with_journal(session_id, cached).info
                     except FileNotFoundError:
                         continue
                     except SessionCorruptedError as exc:
                         info = self._broken_info(session_id, Path(entry.path), str(exc))
-                    row = _row(info, [st.st_ino, st.st_size, st.st_mtime_ns])
+                    row = _row(info, [st.st_ino, st.st_size, st.st_mtime_ns, *(js or ())])
                     changed = True
                 fresh[session_id] = row
                 out.append(info)
             if changed or len(fresh) != len(catalog):
                 self._save_catalog(fresh)
+        return out
+
+    def _journal_stats(self) -> dict[str, list[int]]:
+        """(inode, size, mtime) of every journal, by session id."""
+        out: dict[str, list[int]] = {}
+        try:
+            entries = list(os.scandir(self.directory / jr.JOURNAL_DIR))
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        cut = len(jr.JOURNAL_SUFFIX)
+        for entry in entries:
+            if entry.name.endswith(jr.JOURNAL_SUFFIX):
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                out[entry.name[:-cut]] = [st.st_ino, st.st_size, st.st_mtime_ns]
         return out
 
     def _load_catalog(self) -> dict[str, list[Any]]:
@@ -524,52 +657,106 @@ class TOONFileStore(BaseStore):
 
 
 class _FileWriter:
-    """One session file, inside its lock (see :class:`~scratchy.stores.base.Writer`)."""
+    """One session file, inside its lock (see :class:`~scratchy.stores.base.Writer`).
+
+    A file smaller than ``JOURNAL_AT`` is rewritten by every write; a bigger one takes appends
+    and header changes in its journal until the journal would pass ``FOLD_AT`` times the file's
+    size, when file and journal are folded into a new file (one atomic rewrite)."""
 
     def __init__(self, store: TOONFileStore, key: str, path: Path) -> None:
         self.store, self.key, self.path = store, key, path
-        self._cached: _Cached | None | bool = False
+        self._cached: _State | None | bool = False
 
     def current(self) -> SessionInfo | None:
-        cached = self._state()
-        return cached.info if cached else None
+        state = self._state()
+        return copy.copy(state.info) if state else None
 
-    def _state(self) -> _Cached | None:
+    def _state(self) -> _State | None:
         if self._cached is False:
             self._cached = self.store._current(self.key, self.path)
         return self._cached  # type: ignore[return-value]
 
     def messages(self) -> list[Message]:
-        result = self.store._decode(self.key, self.path)
-        return result[1] if result else []
+        stored = self.store._read(self.key)
+        return stored.messages if stored else []
 
     def _body(self) -> str:
-        cached = self._state()
-        if cached is None:
+        """The encoded items of every stored message: the file's and the journal's."""
+        state = self._state()
+        if state is None:
             return ""
+        cached = state.toon
+        if not cached.full:
+            result = self.store._decode(self.key, self.path)
+            cached = result[0] if result else cached
         if cached.body is None:  # legacy JSON or an unusual layout: encode it afresh
             return "\n".join(encode_message(m) for m in self.messages())
-        return cached.body
+        body = cached.body
+        if state.journal.length:
+            extra: list[Message] = []
+            journal = self.store._journal(self.key, cached.info, extra)
+            if journal.length != state.journal.length:  # cannot happen inside the lock
+                raise SessionError(f"Session '{self.key}': its journal changed during a write")
+            added = "\n".join(encode_message(m) for m in extra)
+            body = f"{body}\n{added}" if body and added else body or added
+        return body
+
+    def _journaled(self, new: list[Message], header: Header) -> SessionInfo | None:
+        """Write ``new`` and ``header`` as a journal record when this file takes them."""
+        state = self._state()
+        if state is None or state.toon.info.size < jr.JOURNAL_AT:
+            return None
+        journal = state.journal
+        fields = {
+            "title": header.title,
+            "created_at": header.created_at.isoformat(),
+            "updated_at": header.updated_at.isoformat(),
+            "metadata": header.metadata,
+        }
+        record = jr.encode_record(journal.base, journal.total, fields, list(new))
+        if journal.length + len(record) > state.toon.info.size * jr.FOLD_AT:
+            return None  # time to fold
+        return self.store._journal_write(self.key, state, record, fields, len(new))
+
+    def _fold(self, messages_body: str, count: int, header: Header) -> SessionInfo:
+        had_journal = self.store._jpath(self.key)
+        info = self.store._write(self.key, self.path, header, count, messages_body)
+        self.store._drop_journal(self.key, had_journal)  # after: a leftover names the old base
+        return info
 
     def append(self, new: list[Message], header: Header) -> SessionInfo:
-        cached = self._state()
-        count = (cached.info.message_count or 0) if cached else 0
+        done = self._journaled(new, header)
+        if done is not None:
+            return done
+        state = self._state()
+        count = (state.info.message_count or 0) if state else 0
         body = self._body()
         added = "\n".join(encode_message(m) for m in new)
         body = f"{body}\n{added}" if body and added else body or added
-        return self.store._write(self.key, self.path, header, count + len(new), body)
+        return self._fold(body, count + len(new), header)
 
     def rewrite(self, messages: list[Message], header: Header) -> SessionInfo:
         body = "\n".join(encode_message(m) for m in messages)
-        return self.store._write(self.key, self.path, header, len(messages), body)
+        return self._fold(body, len(messages), header)
 
     def set_header(self, header: Header) -> SessionInfo:
-        cached = self._state()
-        count = (cached.info.message_count or 0) if cached else 0
-        return self.store._write(self.key, self.path, header, count, self._body())
+        done = self._journaled([], header)
+        if done is not None:
+            return done
+        state = self._state()
+        count = (state.info.message_count or 0) if state else 0
+        return self._fold(self._body(), count, header)
 
     def trash(self) -> bool:
         store = self.store
+        try:
+            state = self._state()
+        except SessionCorruptedError:  # trashed as it is (the docs' way out of a broken file)
+            state = None
+        if state is not None and state.journal.length:  # the trash holds whole files
+            info = state.info
+            header = Header(info.title, info.created_at, info.updated_at, info.metadata)
+            self._fold(self._body(), info.message_count or 0, header)
         store._cache.pop(self.key, None)
         trash = store.directory / TRASH_DIR
         trash.mkdir(mode=0o700, exist_ok=True)
@@ -578,9 +765,11 @@ class _FileWriter:
         except FileNotFoundError:
             return False
         _fsync_dir(store.directory)
+        store._drop_journal(self.key, store._jpath(self.key))
         return True
 
     def untrash(self, entry: TrashedSession) -> SessionInfo:
+        self.store._drop_journal(self.key, self.store._jpath(self.key))  # a stale one, if any
         now = time.time_ns()  # a new version: the content is back, after a deletion
         os.utime(entry.key, ns=(now, now))
         os.replace(entry.key, self.path)
@@ -609,6 +798,8 @@ def _row(info: SessionInfo, key: list[int]) -> list[Any]:
         info.error,
         local[0],
         local[1],
+        info.version,
+        info.size,
     ]
 
 
@@ -620,8 +811,8 @@ def _info_from_row(session_id: str, row: list[Any]) -> SessionInfo:
         datetime.fromisoformat(row[2]),
         row[3],
         row[4],
-        key[1],
-        _version(key),
+        row[9] if len(row) > 9 else key[1],
+        row[8] if len(row) > 9 and row[8] else _version(key),
         row[5],
         {},
         (row[6], row[7]),
