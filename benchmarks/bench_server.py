@@ -1,13 +1,14 @@
-"""``scratchy serve`` under load, with the scripted model (it measures Scratchy, not a model).
+"""``scratchy serve`` under load, with an echo model (it measures Scratchy, not a model).
 
 Run: ``python benchmarks/bench_server.py`` (a few minutes; ``--quick`` for a short run). For
 each store (TOON files, SQLite, PostgreSQL: a private server from ``tests/servers.py`` unless
 ``--postgres-url``) and each worker count (1 and 4), it starts the real ``scratchy serve
---model fake:`` on 127.0.0.1 and runs 1, 10 and 50 concurrent clients, each sending turns to
-its own session over a keep-alive connection (a minimal asyncio HTTP/1.1 client, so the
-client's own cost stays small on this 2-core machine). It reports turns per second and the
-p50/p99 latency of a turn, beside the store's own ``append`` of one turn measured in the same
-run (p50/p99), and the difference: the server's overhead per turn.
+--agent bench_server_agent:agent`` (a model that answers at once) on 127.0.0.1 and runs 1, 10
+and 50 concurrent clients, each sending turns to its own session over a keep-alive connection
+(a minimal asyncio HTTP/1.1 client, so the client's own cost stays small on this 2-core
+machine). It reports turns per second and the p50/p99 latency of a turn, beside the store's
+own ``append`` of one turn measured in the same run (p50/p99), and the difference: the
+server's overhead per turn.
 
 Then it fills a store with up to ``--sessions`` sessions (100,000; limited by ``--budget``
 seconds) and times the first page (20) of ``GET /v1/sessions`` (median of 20).
@@ -50,12 +51,14 @@ class Serve:
 
     def __init__(self, store: str, workers: int, cwd: Path) -> None:
         self.port = free_port()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
+        paths = [str(ROOT / "src"), str(ROOT), str(ROOT / "benchmarks")]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
         env.pop("SCRATCHY_API_KEYS", None)
         self.log = cwd / f"serve-{self.port}.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "scratchy.cli.main", "serve", "--model", "fake:",
+                [sys.executable, "-m", "scratchy.cli.main", "serve",
+                 "--agent", "bench_server_agent:agent",
                  "--store", store, "--port", str(self.port), "--workers", str(workers),
                  "--log-level", "info"],
                 cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

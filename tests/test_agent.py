@@ -359,3 +359,39 @@ async def test_token_totals_are_not_counted_twice(sm: SessionManager) -> None:
         await agent.chat(q, session_id="t")
     assert agent.get_session("t").metadata["usage"]["output_tokens"] == 4
     assert sm.session_info("t").metadata["usage"]["output_tokens"] == 4
+
+
+async def test_a_refused_approval_in_library_mode_warns_once_per_tool(
+    sm: SessionManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    from scratchy.tools import tool
+
+    @tool(needs_approval=True)
+    def wipe(path: str) -> str:
+        """Delete a path.
+
+        Args:
+            path: What to delete.
+        """
+        return "deleted"
+
+    agent = Agent(
+        provider=FakeProvider(
+            [
+                FakeProvider.tool_call("wipe", path="a"),
+                "no",
+                FakeProvider.tool_call("wipe", path="b"),
+                "no",
+            ]
+        ),
+        session_manager=sm,
+        tools=[wipe],
+    )
+    with caplog.at_level("WARNING", logger="scratchy"):
+        await agent.chat("wipe a", session_id="lib")
+        await agent.chat("wipe b", session_id="lib")
+    warnings = [r.getMessage() for r in caplog.records if "needs approval" in r.getMessage()]
+    assert len(warnings) == 1
+    assert 'tool_approval="allow"' in warnings[0] and "on_tool_approval" in warnings[0]
+    results = [m for m in agent.get_session("lib").messages if m["role"] == "tool"]
+    assert all("did not approve" in m["content"] for m in results)

@@ -190,6 +190,8 @@ async def test_stdio_server_end_to_end(mcp_json: Path, caplog: pytest.LogCapture
 
     add = by_name["demo__add"]
     assert isinstance(add, Tool) and add.needs_approval is True
+    # a tool the server annotates readOnlyHint changes nothing: it needs no approval
+    assert by_name["demo__echo"].needs_approval is False
     assert add.description == "Add two integers."
     assert add.schema()["function"]["parameters"] == {
         "type": "object",

@@ -199,13 +199,14 @@ def test_tool_events_and_server_approval(start_server) -> None:  # noqa: F811
     with plain.client() as c:
         events = sse(c.post("/v1/sessions/t/turns", json={"input": "add", "stream": True}).text)
         names = [n for n, _ in events]
-        assert names[:2] == ["tool_call", "tool_result"] and names[-2:] == ["final", "done"]
-        assert set(names[2:-2]) == {"delta"}
+        assert names[:3] == ["tool_call", "tool_start", "tool_result"]
+        assert set(names[3:-2]) == {"delta"} and names[-2:] == ["final", "done"]
         assert events[0][1]["name"] == "add" and json.loads(events[0][1]["arguments"]) == {
             "a": 2,
             "b": 3,
         }
-        assert events[1][1] == {"id": events[0][1]["id"], "name": "add", "content": "5",
+        assert events[1][1] == {"id": events[0][1]["id"], "name": "add", "args": {"a": 2, "b": 3}}
+        assert events[2][1] == {"id": events[0][1]["id"], "name": "add", "content": "5",
                                 "is_error": False}  # fmt: skip
         assert events[-2][1]["reply"] == "The tool said: 5"
         refused = sse(c.post("/v1/sessions/t/turns", json={"input": "write a note",
@@ -274,9 +275,16 @@ def test_owners_are_isolated_on_every_route(server: ServerProc) -> None:
         assert [m["content"] for m in mine["messages"]] == ["bob here", "You said: bob here"]
         history = alice.get("/v1/sessions/shared_name/messages").json()["items"]
         assert [m["content"] for m in history][1:] == ["alice secret", "You said: alice secret"]
-    with server.client("root") as admin:
-        ids = [s["id"] for s in admin.get("/v1/sessions", params={"limit": 200}).json()["items"]]
-        assert sum("shared_name" in i for i in ids) == 2
+    with server.client("root") as admin:  # an admin acts for any owner with X-Owner
+        for owner, text in (("alice", "alice secret"), ("bob", "bob here")):
+            seen = admin.get("/v1/sessions/shared_name/messages", headers={"X-Owner": owner})
+            assert seen.status_code == 200 and seen.json()["items"][1]["content"] == text
+        assert admin.get("/v1/sessions/shared_name").status_code == 404  # not the admin's own
+        bad = admin.get("/v1/sessions", headers={"X-Owner": "../x"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_owner"
+    with server.client("bob") as bob:
+        forbidden = bob.get("/v1/sessions/shared_name", headers={"X-Owner": "alice"})
+        assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "forbidden"
 
 
 def test_keys_are_required(server: ServerProc) -> None:
@@ -503,3 +511,19 @@ def test_client_disconnect_keeps_the_turn(start_server) -> None:  # noqa: F811
             time.sleep(0.1)
         items = c.get("/v1/sessions/gone/messages").json()["items"]
     assert [m["content"] for m in items][1:] == [text, f"You said: {text}"]
+
+
+def test_workers_never_serve_a_stale_copy(server: ServerProc) -> None:
+    """Each worker keeps sessions in memory; a change made through another worker (a turn, a
+    deletion, a rename) is seen on the next turn. Fresh connections land on either worker."""
+    for n in range(4):
+        with server.client() as c:
+            assert c.post("/v1/sessions/stale/turns", json={"input": f"old {n}"}).status_code == 200
+    with server.client() as c:
+        assert c.delete("/v1/sessions/stale").status_code == 204
+    for n in range(4):
+        with server.client() as c:
+            assert c.post("/v1/sessions/stale/turns", json={"input": f"new {n}"}).status_code == 200
+    with server.client() as c:
+        items = c.get("/v1/sessions/stale/messages").json()["items"]
+    assert [m["content"] for m in items if m["role"] == "user"] == [f"new {n}" for n in range(4)]

@@ -111,6 +111,11 @@ async def test_async_streamed_and_not(server: ServerProc) -> None:
         model="x", messages=[{"role": "user", "content": "nobody keeps this"}]
     )
     assert stateless.choices[0].message.content == "You said: nobody keeps this"
+    stateless_stream = await c.chat.completions.create(
+        model="x", messages=[{"role": "user", "content": "nor this"}], stream=True
+    )
+    parts = [ch.choices[0].delta.content or "" async for ch in stateless_stream if ch.choices]
+    assert "".join(parts) == "You said: nor this"
     await c.close()
     assert stored(server, "sdk_async", owner="bob") == [
         "async hi",

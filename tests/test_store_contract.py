@@ -217,43 +217,68 @@ def test_replace_refuses_to_drop_what_another_process_added(
     backend: Backend, store: SessionStore
 ) -> None:
     base = [user("q1"), bot("a1")]
-    store.replace("s", base)
+    version = store.replace("s", base).version
     other = backend.make()
     other.append("s", [user("from the other process")])
-    with pytest.raises(SessionConflictError):
-        store.replace("s", [*base, user("mine")])
+    store.load("s")  # a read by anyone changes nothing: the caller names its version
+    other.load("s")
+    store.search("q1")
+    with pytest.raises(SessionConflictError) as err:
+        store.replace("s", [*base, user("mine")], expected_version=version)
+    assert err.value.expected_version == version
+    assert err.value.actual_version == store.info("s").version  # type: ignore[union-attr]
+    assert version in str(err.value) and err.value.actual_version in str(err.value)
     with pytest.raises(SessionConflictError):  # retrying the same save is refused again
-        store.replace("s", [*base, user("mine")])
+        store.replace("s", [*base, user("mine")], expected_version=version)
     assert store.load("s").messages == [*base, user("from the other process")]  # type: ignore[union-attr]
 
 
 def test_replace_that_extends_the_newer_version_is_allowed(
     backend: Backend, store: SessionStore
 ) -> None:
-    store.replace("s", [user("q1")])
+    version = store.replace("s", [user("q1")]).version
     backend.make().append("s", [bot("a1")])
-    info = store.replace("s", [user("q1"), bot("a1"), user("q2")])
+    info = store.replace("s", [user("q1"), bot("a1"), user("q2")], expected_version=version)
     assert info.message_count == 3
 
 
-def test_replace_after_reload_and_force(backend: Backend, store: SessionStore) -> None:
-    store.replace("s", [user("q1")])
+def test_replace_with_the_current_version_and_force(backend: Backend, store: SessionStore) -> None:
+    version = store.replace("s", [user("q1")]).version
     other = backend.make()
     other.append("s", [bot("theirs")])
     with pytest.raises(SessionConflictError):
-        store.replace("s", [user("rewritten")])
-    info = store.replace("s", [user("rewritten")], force=True)
+        store.replace("s", [user("rewritten")], expected_version=version)
+    info = store.replace("s", [user("rewritten")], expected_version=version, force=True)
     assert info.message_count == 1
     assert other.load("s").messages == [user("rewritten")]  # type: ignore[union-attr]
-    # after reading the current version, a rewrite is no conflict
     other.append("s", [bot("more")])
-    store.load("s")
-    assert store.replace("s", [user("short")]).message_count == 1
+    current = store.load("s").info.version  # type: ignore[union-attr]
+    assert store.replace("s", [user("short")], expected_version=current).message_count == 1
 
 
-def test_replace_by_a_process_that_never_read_it_overwrites(
-    backend: Backend, store: SessionStore
-) -> None:
+def test_expected_version_of_an_absent_session(store: SessionStore) -> None:
+    info = store.replace("s", [user("first")], expected_version="")
+    with pytest.raises(SessionConflictError):
+        store.replace("s", [user("again")], expected_version="")
+    with pytest.raises(SessionConflictError):
+        store.append("s", [user("again")], expected_version="")
+    store.delete("s")
+    with pytest.raises(SessionConflictError):
+        store.replace("s", [user("back")], expected_version=info.version)
+    assert not store.exists("s")
+
+
+def test_append_with_expected_version(backend: Backend, store: SessionStore) -> None:
+    v1 = store.append("s", [user("a")]).version
+    v2 = store.append("s", [bot("b")], expected_version=v1).version
+    assert v2 != v1
+    backend.make().append("s", [user("other")])
+    with pytest.raises(SessionConflictError):
+        store.append("s", [bot("c")], expected_version=v2)
+    assert store.info("s").message_count == 3  # type: ignore[union-attr]
+
+
+def test_replace_without_a_version_overwrites(backend: Backend, store: SessionStore) -> None:
     store.replace("s", [user("one"), bot("two")])
     assert backend.make().replace("s", [user("other")]).message_count == 1
     assert store.load("s").messages == [user("other")]  # type: ignore[union-attr]
@@ -313,7 +338,13 @@ def test_metadata_is_stored(backend: Backend, store: SessionStore) -> None:
     store.append("s", [bot("hello")])  # None keeps it
     assert backend.make().load("s").info.metadata == meta  # type: ignore[union-attr]
     store.replace("s", [user("hi")], metadata={"model": "other"})
-    assert store.info("s").metadata == {"model": "other"}  # type: ignore[union-attr]
+    # usage totals are the store's: kept when metadata is replaced, added to by ``usage=``
+    assert store.info("s").metadata == {  # type: ignore[union-attr]
+        "model": "other",
+        "usage": {"input_tokens": 3, "output_tokens": 5},
+    }
+    store.append("s", [bot("x")], usage={"input_tokens": 10, "output_tokens": 1})
+    assert store.info("s").metadata["usage"] == {"input_tokens": 13, "output_tokens": 6}  # type: ignore[union-attr]
 
 
 def test_list_fields_and_newest_first(store: SessionStore) -> None:
@@ -441,7 +472,7 @@ def test_search_sees_appends_and_rewrites(store: SessionStore) -> None:
     assert [h.index for h in store.search("kangaroos")] == [0]
     store.append("s", [bot("kangaroos again")])
     assert {h.index for h in store.search("kangaroos")} == {0, 1}
-    store.replace("s", [user("now about wombats")], force=True)
+    store.replace("s", [user("now about wombats")])
     assert store.search("kangaroos") == []
     assert [h.index for h in store.search("wombats")] == [0]
 
@@ -450,6 +481,104 @@ def test_search_finds_tool_calls(store: SessionStore) -> None:
     store.append("s", TRICKY[10:12])
     hits = store.search("read_file")
     assert hits and hits[0].index == 0
+
+
+def test_search_finds_chinese_and_japanese_words(store: SessionStore) -> None:
+    store.append("zh", [user("我喜欢猫和狗")])
+    store.append("ja", [user("東京は大きい都市です")])
+    store.append("en", [user("plain words only")])
+    hits = store.search("猫")
+    assert [(h.session_id, h.index) for h in hits] == [("zh", 0)]
+    assert "[猫]" in hits[0].snippet and " " not in hits[0].snippet.replace("[猫]", "")
+    assert [h.session_id for h in store.search("都市")] == ["ja"]
+    assert store.search("市都") == []  # a phrase, not two loose characters
+    assert [h.session_id for h in store.search("words")] == ["en"]
+
+
+# -- paging, owners, headers, fork, turn locks ------------------------------------------------
+
+
+def test_list_page_walks_every_session_once_newest_first(store: SessionStore) -> None:
+    ids = [f"s{i:02d}" for i in range(23)]
+    for sid in ids:
+        store.append(sid, [user(sid)])
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = store.list_page(limit=5, cursor=cursor)
+        pages += 1
+        seen += [i.id for i in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert pages == 5 and sorted(seen) == ids and len(seen) == len(set(seen))
+    assert seen == [i.id for i in store.list()]
+    store.append("s00", [bot("now the newest")])
+    assert store.list_page(limit=1).items[0].id == "s00"
+    from scratchy.errors import UsageError
+
+    with pytest.raises(UsageError):
+        store.list_page(limit=5, cursor="not-a-cursor!")
+    with pytest.raises(UsageError):
+        store.list_page(limit=0)
+
+
+def test_owners_see_only_their_own_sessions(store: SessionStore) -> None:
+    alice, bob = store.scoped("alice"), store.scoped("bob")
+    alice.append("notes", [user("alice's secret plan")])
+    bob.append("notes", [user("bob's shopping list")])
+    store.append("notes", [user("the local user's notes")])
+    assert alice.load("notes").messages == [user("alice's secret plan")]  # type: ignore[union-attr]
+    assert bob.load("notes").messages == [user("bob's shopping list")]  # type: ignore[union-attr]
+    assert [i.id for i in alice.list()] == ["notes"]
+    assert [i.id for i in store.list()] == ["notes"]
+    assert [i.id for i in alice.list_page(limit=10).items] == ["notes"]
+    assert [h.session_id for h in alice.search("secret")] == ["notes"]
+    assert bob.search("secret") == [] and store.search("secret") == []
+    assert alice.delete("notes") and not alice.exists("notes") and bob.exists("notes")
+    assert [t.id for t in alice.list_trash()] == ["notes"] and bob.list_trash() == []
+    assert alice.restore("notes").id == "notes"
+
+
+def test_update_header_changes_title_and_metadata_only(store: SessionStore) -> None:
+    store.append("s", [user("hello")], usage={"input_tokens": 2, "output_tokens": 1})
+    info = store.update_header("s", title="  My   project ", metadata={"tag": "x"})
+    assert info.title == "My project" and info.message_count == 1
+    assert info.metadata == {"tag": "x", "usage": {"input_tokens": 2, "output_tokens": 1}}
+    assert store.load("s").messages == [user("hello")]  # type: ignore[union-attr]
+    with pytest.raises(SessionNotFoundError):
+        store.update_header("missing", title="x")
+
+
+def test_fork_copies_a_prefix_to_a_new_session(store: SessionStore) -> None:
+    store.append("src", [user("a"), bot("b"), user("c"), bot("d")])
+    info = store.fork("src", "copy", at=2)
+    assert info.message_count == 2 and info.metadata["forked_from"] == {"id": "src", "messages": 2}
+    with pytest.raises(SessionConflictError):
+        store.fork("src", "copy")
+    with pytest.raises(SessionNotFoundError):
+        store.fork("missing", "x")
+
+
+def test_turn_lock_admits_one_holder(backend: Backend, store: SessionStore) -> None:
+    from scratchy.errors import SessionBusyError
+
+    other = backend.make()
+    with store.turn_lock("s", timeout=0):
+        with pytest.raises(SessionBusyError):
+            with other.turn_lock("s", timeout=0.2):
+                pass
+        with other.turn_lock("another", timeout=0):
+            pass
+    with other.turn_lock("s", timeout=0):
+        pass
+
+
+async def test_aio_runs_off_the_event_loop(store: SessionStore) -> None:
+    info = await store.aio.append("s", [user("async")])
+    loaded = await store.aio.load("s")
+    assert loaded.messages == [user("async")] and loaded.info.version == info.version
 
 
 # -- ids ---------------------------------------------------------------------------------------
@@ -515,6 +644,38 @@ def test_appends_from_several_processes(backend: Backend) -> None:
     for w in range(workers):
         mine = [u for u in users if u.startswith(f"w{w}-")]
         assert mine == [f"w{w}-{i}" for i in range(count)]
+
+
+USAGE_WORKER = """
+import sys
+from scratchy.sessions import open_store
+location, count = sys.argv[1:]
+store = open_store(location)
+for i in range(int(count)):
+    store.append("u", [{"role": "user", "content": str(i)}],
+                 usage={"input_tokens": 10, "output_tokens": 1})
+"""
+
+
+def test_usage_totals_add_up_across_processes(backend: Backend) -> None:
+    workers, count = 3, 20
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", USAGE_WORKER, backend.location, str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(workers)
+    ]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out.decode()
+    info = backend.make().info("u")
+    assert info is not None and info.message_count == workers * count
+    assert info.metadata["usage"] == {
+        "input_tokens": 10 * workers * count,
+        "output_tokens": workers * count,
+    }
 
 
 # -- through SessionManager and Agent ----------------------------------------------------------

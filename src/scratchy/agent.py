@@ -1,20 +1,28 @@
 """The ``Agent``: a model, tools, and named sessions that save themselves after every turn.
 
-The loop (:meth:`Agent.stream`) is: add the user's message, then ask the model; while it asks for
-tools, run them and ask again; stop at a reply without tool calls. Every turn's new messages are
-appended to the session store under its cross-process lock when the turn ends, even when it fails
-or is cancelled, and no assistant tool call is ever left without its tool result.
+The loop (:meth:`Agent._turn`) is: add the user's message, then ask the model; while it asks for
+tools, run them and ask again; stop at a reply without tool calls. It yields one stream of events;
+the callbacks are derived from it (:meth:`Agent.stream`).
+
+Persistence goes through each :class:`Session`'s sync state: the version of the store it last
+read or wrote, and a copy of the messages stored then. At the end of every turn (even a failed or
+cancelled one) :meth:`Agent.save` compares memory with that copy by content: when memory extends
+it, only the new messages are appended; otherwise (trim, clear, compaction, assignment, an edit
+in place) the whole list is rewritten on condition that the store is still at that version.
+Store I/O runs in worker threads, never on the event loop. No tool call is left without a result.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import inspect
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -23,7 +31,7 @@ from .errors import MaxTurnsExceeded, ModelBehaviorError, SessionConflictError, 
 from .messages import Message
 from .providers.base import ModelResponse, Provider, TextDelta
 from .sessions import SessionManager
-from .stores.base import utcnow, validate_session_id
+from .stores.base import SessionInfo, StoredSession, utcnow, validate_session_id
 from .tools import Tool, ToolRegistry, ToolResult
 
 logger = logging.getLogger("scratchy")
@@ -45,6 +53,15 @@ class ToolCallEvent:
 
 
 @dataclass(slots=True)
+class ToolStartEvent:
+    """An approved tool starts running (``args`` parsed from the call's arguments)."""
+
+    call_id: str
+    name: str
+    args: dict[str, Any]
+
+
+@dataclass(slots=True)
 class ToolResultEvent:
     """A tool finished (``is_error`` when it failed or was refused)."""
 
@@ -61,11 +78,42 @@ class FinalEvent:
     text: str
 
 
-Event = TextDelta | ToolCallEvent | ToolResultEvent | FinalEvent
+Event = TextDelta | ToolCallEvent | ToolStartEvent | ToolResultEvent | FinalEvent
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _freeze(message: Message) -> Message:
+    """An independent copy of a message, to compare memory with what was stored."""
+    return {  # type: ignore[return-value]
+        k: v if type(v) in _ATOMS else copy.deepcopy(v) for k, v in message.items()
+    }
+
+
+def _freeze_all(messages: list[Message]) -> list[Message]:
+    """Independent copies of many messages. Strings are immutable and stay shared, which also
+    keeps the comparison at save time fast (equal strings are the same objects)."""
+    return [_freeze(m) for m in messages]
+
+
+@dataclass(slots=True)
+class _Synced:
+    """What the store held when this session was last read or written (by content)."""
+
+    version: str | None = None
+    """The store's version then; None when this session was never stored or read."""
+    messages: list[Message] = field(default_factory=list)
+    """Frozen copies of the messages stored then, in order."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The metadata stored then, ``usage`` excepted."""
 
 
 class Session:
-    """One named conversation: its messages (a plain, mutable list of dicts) and its header."""
+    """One named conversation: its messages (a plain, mutable list of dicts) and its header.
+
+    Change ``messages`` freely (append, edit in place, assign a new list): the next save stores
+    exactly what it holds, or raises ``SessionConflictError`` and leaves it as it is.
+    """
 
     def __init__(
         self,
@@ -80,14 +128,10 @@ class Session:
         self.created_at: datetime = created_at or utcnow()
         self.last_activity: datetime = self.created_at
         self.metadata: dict[str, Any] = metadata if metadata is not None else {}
-        self._synced = 0  # leading messages known to be stored, in this order
-        self._synced_last: Message | None = None
-        self._version = ""  # the store's version token when we last synced
-        self._replaced = False
-        self._call_ids: set[str] | None = None
-        self._base_len = 0  # length of the list last assigned to ``messages``
+        self._synced = _Synced()
         self._usage_pending: dict[str, int] = {}  # tokens counted here, not yet stored
-        self._valid_upto = 0  # messages[:_valid_upto] ended a good turn (see Agent._history)
+        self._call_ids: set[str] | None = None  # a cache of tool-call ids (see _unique_call_ids)
+        self._valid_upto = 0  # a cache: messages[:_valid_upto] ended a good turn (_history)
         self._valid_last: Message | None = None
 
     @property
@@ -98,37 +142,52 @@ class Session:
     @messages.setter
     def messages(self, value: list[Message]) -> None:
         self._messages = value if isinstance(value, list) else list(value)
-        self._replaced = True
-        self._base_len = len(self._messages)
         self._call_ids = None
 
-    def _reload(self, messages: list[Message]) -> None:
-        self._messages = messages
-        self._call_ids = None
-
-    def _mark_synced(self, version: str) -> None:
-        self._synced = len(self._messages)
-        self._synced_last = self._messages[-1] if self._messages else None
-        self._version = version
-        self._replaced = False
+    @property
+    def version(self) -> str | None:
+        """The store's version this session was last read or saved at (None: never)."""
+        return self._synced.version
 
     @property
     def saved_count(self) -> int:
-        """How many leading messages are known to be stored as they are in memory."""
-        return self._synced if self._prefix_intact() and not self._replaced else 0
+        """How many leading messages are stored exactly as they are in memory."""
+        stored = self._synced.messages
+        n = len(stored)
+        return n if self._messages[:n] == stored else 0
+
+    @property
+    def saved(self) -> bool:
+        """True when memory holds exactly what was stored at the last read or save."""
+        return (
+            self._synced.version is not None
+            and not self._usage_pending
+            and self._messages == self._synced.messages
+            and _user_metadata(self.metadata) == self._synced.metadata
+        )
 
     @property
     def unsynced(self) -> bool:
-        """True when the in-memory history differs from what was last stored (or was replaced)."""
-        return self._replaced or not self._prefix_intact() or len(self._messages) != self._synced
+        """True when memory differs from what was last stored (see :attr:`saved`)."""
+        return not self.saved
 
-    def _prefix_intact(self) -> bool:
-        if self._synced == 0:
-            return True
-        return (
-            len(self._messages) >= self._synced
-            and self._messages[self._synced - 1] is self._synced_last
-        )
+    def _sync(
+        self, info: SessionInfo, stored: list[Message] | None = None, *, appended: int = 0
+    ) -> None:
+        """Record a read or write: ``stored`` replaces memory (in place); else memory is what
+        was written (``appended``: only its last messages are new since the previous sync)."""
+        if stored is not None:
+            self._messages[:] = stored
+            self._call_ids = None
+            self._synced.messages = _freeze_all(self._messages)
+        elif appended:
+            self._synced.messages.extend(_freeze(m) for m in self._messages[-appended:])
+        else:
+            self._synced.messages = _freeze_all(self._messages)
+        self._synced.version = info.version
+        self.metadata = copy.deepcopy(info.metadata)
+        self._synced.metadata = _user_metadata(info.metadata)
+        self.last_activity = info.updated_at
 
     def trim(self, keep_last: int = 50) -> None:
         """Keep the system message and about the last ``keep_last`` messages, never
@@ -146,6 +205,10 @@ class Session:
         return f"Session({self.session_id!r}, {len(self._messages)} messages)"
 
 
+def _user_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metadata.items() if k != "usage"}
+
+
 @dataclass
 class _Callbacks:
     on_token: Callable[[str], Any] | None = None
@@ -153,6 +216,10 @@ class _Callbacks:
     on_tool_end: Callable[[str, ToolResult], Any] | None = None
     on_tool_approval: Callable[[str, dict[str, Any]], Any] | None = None
     on_final_message: Callable[[str], Any] | None = None
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
 
 
 async def _call(callback: Callable[..., Any] | None, *args: Any) -> Any:
@@ -240,6 +307,9 @@ class Agent:
             on_token, on_tool_start, on_tool_end, on_tool_approval, on_final_message
         )
         self.sessions: dict[str, Session] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._warned_approval: set[str] = set()
         self._mcp: Any = None
         self._always_allowed: set[str] = set()
 
@@ -259,10 +329,31 @@ class Agent:
         self._provider = value
 
     def set_model(self, model: str) -> None:
-        """Switch to another ``"provider:model"`` for the following turns."""
+        """Switch to another ``"provider:model"`` for the following turns, keeping the
+        connection settings (``api_key``, ``base_url``, options); the replaced provider is
+        closed."""
         from .providers import resolve_provider
 
-        self._provider = resolve_provider(model)
+        args = {**self._provider_args, "model": model, "llm": None}
+        new = resolve_provider(**args)
+        old, self._provider, self._provider_args = self._provider, new, args
+        if old is not None:
+            self._close_later(old)
+
+    def _close_later(self, provider: Provider) -> None:
+        close = getattr(provider, "aclose", None)
+        if close is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            result = close()
+            if inspect.isawaitable(result):
+                asyncio.run(_await(result))
+            return
+        task = loop.create_task(_call(close))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def add_tool(self, tool: Tool | Callable[..., Any]) -> Tool:
         """Add a tool (a ``Tool`` or a type-hinted function with a docstring)."""
@@ -306,93 +397,129 @@ class Agent:
         if session is not None:
             return session
         validate_session_id(session_id)
-        stored = self.session_manager.store.load(session_id) if self.session_manager else None
+        store = self.session_manager.store if self.session_manager else None
+        return self._adopt(self._new_session(session_id, store.load(session_id) if store else None))
+
+    async def aget_session(self, session_id: str = "default") -> Session:
+        """:meth:`get_session` with the store read in a worker thread."""
+        session = self.sessions.get(session_id)
+        if session is not None:
+            return session
+        validate_session_id(session_id)
+        stored = None
+        if self.session_manager is not None:
+            stored = await self.session_manager.store.aio.load(session_id)
+        return self._adopt(self._new_session(session_id, stored))
+
+    def _new_session(self, session_id: str, stored: StoredSession | None) -> Session:
         start = [msgs.system(self.system_prompt)] if self.system_prompt else []
-        if stored is not None:
-            session = Session(
-                session_id,
-                stored.messages,
-                created_at=stored.info.created_at,
-                metadata=copy.deepcopy(stored.info.metadata),
-            )
-            session.last_activity = stored.info.updated_at
-            session._mark_synced(stored.info.version)
-            if not stored.messages:  # created empty (``/new``): starts like a new session
-                session._messages.extend(start)
-        else:
-            session = Session(session_id, start)
-        self.sessions[session_id] = session
+        if stored is None:
+            return Session(session_id, start)
+        session = Session(session_id, [], created_at=stored.info.created_at)
+        session._sync(stored.info, stored.messages)
+        if not stored.messages:  # created empty (``/new``): starts like a new session
+            session.messages.extend(start)
         return session
 
-    def save(self, session: Session) -> None:
-        """Store what changed in ``session`` since it was last stored (append or rewrite)."""
-        if self.session_manager is None or not session.unsynced:
+    def _adopt(self, session: Session) -> Session:
+        return self.sessions.setdefault(session.session_id, session)
+
+    def reload(self, session_id: str = "default") -> Session:
+        """Forget the unsaved changes of ``session_id`` and read it again from the store
+        (the way out of a ``SessionConflictError``). The same ``Session`` object is kept."""
+        session = self.get_session(session_id)
+        if self.session_manager is None:
+            return session
+        stored = self.session_manager.store.load(session_id)
+        session._usage_pending = {}
+        if stored is None:
+            session._synced = _Synced()
+            session.messages = [msgs.system(self.system_prompt)] if self.system_prompt else []
+        else:
+            session._sync(stored.info, stored.messages)
+        return session
+
+    def save(self, session: Session, *, overwrite: bool = False) -> None:
+        """Store what changed in ``session`` since it was last read or stored.
+
+        Memory that extends what was stored is appended (after whatever other processes added
+        meanwhile, which then appears in memory too). Anything else (trim, clear, compaction,
+        assignment, an edit in place) is rewritten on condition that the store still holds the
+        version this session came from, or extends it. Otherwise ``SessionConflictError``, and
+        memory stays as it is: every later save fails the same way until :meth:`reload`, or
+        ``save(session, overwrite=True)`` which replaces what is stored with memory.
+        """
+        if self.session_manager is None:
             return
         store = self.session_manager.store
-        sid = session.session_id
-        metadata = self._metadata_to_store(session)
-        if (
-            session._replaced
-            or not session._prefix_intact()
-            or (session._synced and store.info(sid) is None)
-        ):  # rewritten, or deleted meanwhile
-            try:
-                info = store.replace(sid, session.messages, metadata=metadata)
-            except SessionConflictError:
-                # Another process added messages since the list assigned here was read. When
-                # that list is what is stored (the guide's ``session.messages = loaded``),
-                # this turn's messages go after theirs; a real divergence is reported.
-                base = session._base_len if session._replaced else -1
-                stored = store.load(sid)
-                if (
-                    stored is None
-                    or base < session._synced  # trimmed or cleared here: a real divergence
-                    or stored.messages[:base] != session.messages[:base]
-                ):
-                    raise
-                store.append(sid, session.messages[base:], metadata=metadata)
-                stored = store.load(sid)
-                assert stored is not None
-                session._reload(stored.messages)
-                info = stored.info
-        else:
-            new = session.messages[session._synced :]
-            if not session._synced and new and new[0].get("role") == "system":
+        sid, current = session.session_id, session.messages
+        synced = session._synced
+        n = len(synced.messages)
+        usage = dict(session._usage_pending) or None
+        meta = _user_metadata(session.metadata)
+        meta_arg = meta if meta != synced.metadata or synced.version is None else None
+        if not overwrite and current[:n] == synced.messages and len(current) >= n:
+            new = current[n:]
+            if synced.version is not None and not new and not usage and meta_arg is None:
+                return
+            skip = 0
+            if synced.version is None and new and new[0].get("role") == "system":
                 try:  # our system prompt goes first only if nobody else started the session
-                    info = store.append(sid, new, expected_count=0, metadata=metadata)
+                    info = store.append(
+                        sid, new, expected_version="", metadata=meta_arg, usage=usage
+                    )
                 except SessionConflictError:
-                    info = store.append(sid, new[1:], metadata=metadata)
+                    skip = 1
+                    info = store.append(sid, new[1:], metadata=meta_arg, usage=usage)
             else:
-                info = store.append(sid, new, metadata=metadata)
-            if info.message_count != len(session.messages):  # another process added messages
+                info = store.append(sid, new, metadata=meta_arg, usage=usage)
+            if n and info.message_count == len(new):  # deleted meanwhile: store it all again
+                info = store.replace(sid, current, expected_version=info.version)
+            session._usage_pending = {}
+            if skip or info.message_count != len(current):  # other writers added messages
                 stored = store.load(sid)
                 if stored is not None:
-                    session._reload(stored.messages)
-                    info = stored.info
-        session._mark_synced(info.version)
+                    session._sync(stored.info, stored.messages)
+                    return
+            session._sync(info, appended=len(new))
+            return
+        info = store.replace(
+            sid,
+            current,
+            expected_version=synced.version or "",
+            force=overwrite,
+            metadata=meta,
+            usage=usage,
+        )
+        session._usage_pending = {}
+        session._sync(info)
+
+    async def asave(self, session: Session, *, overwrite: bool = False) -> None:
+        """:meth:`save` in a worker thread (the event loop never waits on store I/O)."""
+        await asyncio.to_thread(self.save, session, overwrite=overwrite)
 
     def refresh(self, session: Session) -> None:
-        """Pick up messages another process stored, unless this history was changed here."""
-        if self.session_manager is None or session.unsynced or not session._version:
+        """Pick up what other processes stored, unless this history has unsaved changes."""
+        if self.session_manager is None or session.version is None:
             return
-        info = self.session_manager.store.info(session.session_id)
-        if info is not None and info.version != session._version:
-            stored = self.session_manager.store.load(session.session_id)
+        store = self.session_manager.store
+        info = store.info(session.session_id)
+        if info is not None and info.version != session.version and session.saved:
+            stored = store.load(session.session_id)
             if stored is not None:
-                session._reload(stored.messages)
-                session.metadata.update(copy.deepcopy(stored.info.metadata))
-                session._mark_synced(stored.info.version)
+                session._sync(stored.info, stored.messages)
 
     async def compact(self, session_id: str = "default", *, keep_last: int = 10) -> int:
         """Summarise older turns with the model to free context; returns messages folded.
 
         The originals stay in the session, inside the summary message (``"compacted"``), so
-        :func:`scratchy.history.uncompact` restores them and exports can include them.
+        :func:`scratchy.history.uncompact` restores them and exports can include them. When
+        the rewrite cannot be saved (``SessionConflictError``), memory is left as it was.
         """
         from .history import compact, compaction_split, transcript
         from .providers.base import complete
 
-        session = self.get_session(session_id)
+        session = await self.aget_session(session_id)
         start, end = compaction_split(session.messages, keep_last)
         if end - start < 2:
             return 0
@@ -406,14 +533,28 @@ class Agent:
         ]
         response = await complete(self.provider, prompt)
         self._account(session, response)
-        session.messages = compact(session.messages, msgs.text_of(response.message), start, end)
-        self.save(session)
+        await self.arewrite(
+            session, compact(session.messages, msgs.text_of(response.message), start, end)
+        )
         return end - start
+
+    async def arewrite(self, session: Session, messages: list[Message]) -> None:
+        """Replace the session's messages and save; when the save fails, memory is put back
+        as it was and the error is raised (nothing half-done)."""
+        before = session.messages
+        session.messages = messages
+        if not self.autosave or self.session_manager is None:
+            return
+        try:
+            await self.asave(session)
+        except BaseException:
+            session.messages = before
+            raise
 
     def _context_window(self) -> int | None:
         if self.context_window is not None:
             return self.context_window
-        window = getattr(self._provider, "context_window", None)
+        window = getattr(self.provider, "context_window", None)
         return window if isinstance(window, int) else None
 
     async def _maybe_compact(self, session: Session) -> None:
@@ -434,9 +575,19 @@ class Agent:
         return reply
 
     async def stream(self, text: str, session_id: str = "default") -> AsyncIterator[Event]:
-        """Run one turn, yielding text deltas, tool calls, tool results and the final reply."""
-        session = self.get_session(session_id)
-        self.refresh(session)
+        """Run one turn, yielding text deltas, tool calls and results, and the final reply.
+
+        Turns on one session run one at a time in this agent; the callbacks are called from
+        the same events, just before each is yielded."""
+        async with self._turn_lock(session_id):
+            async for event in self._turn(text, session_id):
+                await self._emit(event)
+                yield event
+
+    async def _turn(self, text: str, session_id: str) -> AsyncIterator[Event]:
+        session = await self.aget_session(session_id)
+        if self.session_manager is not None:
+            await asyncio.to_thread(self.refresh, session)
         await self._maybe_compact(session)
         session.messages.append(msgs.user(text))
         try:
@@ -445,7 +596,6 @@ class Agent:
                 response = None
                 async for item in self.provider.stream(self._history(session), tools.schemas()):
                     if isinstance(item, TextDelta):
-                        await _call(self.callbacks.on_token, item.text)
                         yield item
                     else:
                         response = item
@@ -460,9 +610,7 @@ class Agent:
                 calls = reply.get("tool_calls") or []
                 if not calls:
                     session._valid_upto, session._valid_last = len(session.messages), reply
-                    final = msgs.text_of(reply)
-                    await _call(self.callbacks.on_final_message, final)
-                    yield FinalEvent(final)
+                    yield FinalEvent(msgs.text_of(reply))
                     return
                 for call in calls:
                     async for event in self._run_tool(session, tools, call):
@@ -475,7 +623,25 @@ class Agent:
             _close_open_calls(session.messages)
             session.last_activity = utcnow()
             if self.autosave:
-                self.save(session)
+                # Shielded: a cancelled turn (Ctrl-C, a client gone) is still saved.
+                await asyncio.shield(self.asave(session))
+
+    async def _emit(self, event: Event) -> None:
+        cb = self.callbacks
+        if isinstance(event, TextDelta):
+            await _call(cb.on_token, event.text)
+        elif isinstance(event, ToolStartEvent):
+            await _call(cb.on_tool_start, event.name, event.args)
+        elif isinstance(event, ToolResultEvent):
+            await _call(cb.on_tool_end, event.name, ToolResult(event.content, event.is_error))
+        elif isinstance(event, FinalEvent):
+            await _call(cb.on_final_message, event.text)
+
+    @contextlib.asynccontextmanager
+    async def _turn_lock(self, session_id: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(session_id, asyncio.Lock())
+        async with lock:
+            yield
 
     async def _tools(self) -> ToolRegistry:
         if self._mcp is None:
@@ -499,9 +665,10 @@ class Agent:
         return repair(messages)
 
     def _account(self, session: Session, response: ModelResponse) -> None:
+        """Count a model call's tokens: shown at once, added to the stored totals on save."""
         if response.usage is None:
             return
-        usage = dict(session.metadata.get("usage") or {})  # a copy: never alias a cached one
+        usage = dict(session.metadata.get("usage") or {})
         for key, value in (
             ("input_tokens", response.usage.input_tokens),
             ("output_tokens", response.usage.output_tokens),
@@ -509,19 +676,6 @@ class Agent:
             usage[key] = usage.get(key, 0) + value
             session._usage_pending[key] = session._usage_pending.get(key, 0) + value
         session.metadata["usage"] = usage
-
-    def _metadata_to_store(self, session: Session) -> dict[str, Any]:
-        """The session's metadata, with this process's new token counts added to the stored
-        totals (so that several processes sharing a session all count)."""
-        pending, session._usage_pending = session._usage_pending, {}
-        if pending and self.session_manager is not None:
-            current = self.session_manager.store.info(session.session_id)
-            stored = (current.metadata.get("usage") if current is not None else None) or {}
-            session.metadata["usage"] = {
-                k: int(stored.get(k, 0)) + pending.get(k, 0)
-                for k in ("input_tokens", "output_tokens")
-            }
-        return session.metadata
 
     async def _run_tool(
         self, session: Session, tools: ToolRegistry, call: dict[str, Any]
@@ -544,15 +698,22 @@ class Agent:
                 True,
             )
         else:
-            await _call(self.callbacks.on_tool_start, name, args)
+            yield ToolStartEvent(call["id"], name, args)
             result = await tool.run(arguments)
-            await _call(self.callbacks.on_tool_end, name, result)
         session.messages.append(msgs.tool_result(call["id"], result.content, name))
         yield ToolResultEvent(call["id"], name, result.content, result.is_error)
 
     async def _approved(self, name: str, args: dict[str, Any]) -> bool:
         if self.tool_approval != "ask" or name in self._always_allowed:
             return self.tool_approval == "allow" or name in self._always_allowed
+        if self.callbacks.on_tool_approval is None and name not in self._warned_approval:
+            self._warned_approval.add(name)
+            logger.warning(
+                "Tool '%s' needs approval and nothing can approve it, so it was refused: pass "
+                'Agent(tool_approval="allow") to run such tools, or on_tool_approval=... to '
+                "decide per call",
+                name,
+            )
         answer = await _call(self.callbacks.on_tool_approval, name, args)
         if answer == "always":
             self._always_allowed.add(name)
@@ -562,9 +723,10 @@ class Agent:
 
 def _unique_call_ids(session: Session, reply: Message) -> Message:
     """Give tool calls ids unique in the session (small local models reuse ``call_0``)."""
-    calls = reply.get("tool_calls")
-    if not calls:
+    if not reply.get("tool_calls"):
         return reply
+    reply = copy.deepcopy(reply)  # never alias a provider's objects (a script may reuse them)
+    calls = reply["tool_calls"]
     if session._call_ids is None:
         session._call_ids = {
             c.get("id") for m in session.messages for c in m.get("tool_calls") or []

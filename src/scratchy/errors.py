@@ -65,13 +65,38 @@ class SessionCorruptedError(SessionError):
 
 
 class SessionConflictError(SessionError):
-    """Another writer changed the session since it was read; nothing was written."""
+    """Another writer changed the session since it was read; nothing was written.
 
-    def __init__(self, message: str, *, session_id: str, expected: int, actual: int):
+    ``expected``/``actual`` are message counts (-1 when not meaningful);
+    ``expected_version``/``actual_version`` the store's version tokens when the write named one
+    (``""`` stands for "no such session").
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        session_id: str,
+        expected: int = -1,
+        actual: int = -1,
+        expected_version: str | None = None,
+        actual_version: str | None = None,
+    ):
         super().__init__(message)
         self.session_id = session_id
         self.expected = expected
         self.actual = actual
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+
+
+class SessionBusyError(SessionError):
+    """The session is running a turn in another task, process or machine; retry later."""
+
+    def __init__(self, message: str, *, session_id: str, retry_after: float = 1.0):
+        super().__init__(message)
+        self.session_id = session_id
+        self.retry_after = retry_after
 
 
 class SessionNotFoundError(SessionError, KeyError):

@@ -509,12 +509,14 @@ class MCPConnection:
         schema.setdefault("type", "object")
         schema.setdefault("properties", {})
         description = (spec.description or "").strip() or f"The {remote!r} tool of {self.name}."
+        annotations = getattr(spec, "annotations", None)
+        read_only = bool(annotations is not None and getattr(annotations, "read_only_hint", False))
         return Tool(
             name=name,
             description=description,
             parameters=schema,
             fn=call,
-            needs_approval=self.needs_approval,
+            needs_approval=self.needs_approval and not read_only,  # readOnlyHint: nothing changes
             timeout=self.tool_timeout,
         )
 

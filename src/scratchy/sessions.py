@@ -13,12 +13,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .errors import SessionConflictError, SessionNotFoundError, UsageError
+from .errors import UsageError
 from .messages import Message
 from .stores.base import (
+    BaseStore,
     SearchHit,
     SessionInfo,
-    SessionStore,
+    SessionPage,
     TrashedSession,
     utcnow,
     validate_session_id,
@@ -29,15 +30,15 @@ __all__ = ["SessionManager", "DEFAULT_SESSION_DIR", "SESSION_DIR_ENV", "open_sto
 DEFAULT_SESSION_DIR = Path("scratchy") / "session_history"
 SESSION_DIR_ENV = "SCRATCHY_SESSION_DIR"
 
-_stores: dict[str, SessionStore] = {}
+_stores: dict[str, BaseStore] = {}
 _stores_lock = threading.Lock()
 
 
-def open_store(location: str | os.PathLike[str] | None = None) -> SessionStore:
+def open_store(location: str | os.PathLike[str] | None = None) -> BaseStore:
     """The store for ``location``: a directory path (TOON files) or a database URL.
 
-    One store object is shared per location in a process, so that every ``SessionManager`` and
-    ``Agent`` of the process sees the same cache and the same conflict bookkeeping.
+    One store object is shared per location in a process, to share connections and read caches;
+    it keeps no state that decides what a write may do (versions are named by the caller).
     """
     if location is None:
         location = os.environ.get(SESSION_DIR_ENV) or DEFAULT_SESSION_DIR
@@ -73,9 +74,18 @@ class SessionManager:
         directory: str | os.PathLike[str] | None = None,
         *,
         dir: str | os.PathLike[str] | None = None,  # noqa: A002 - the documented name
-        store: SessionStore | None = None,
+        store: BaseStore | None = None,
     ) -> None:
-        self.store: SessionStore = store or open_store(directory if directory is not None else dir)
+        self.store: BaseStore = store or open_store(directory if directory is not None else dir)
+        self._versions: dict[str, str] = {}  # what *this* manager last loaded or saved
+        self._lock = threading.Lock()
+
+    def _remember(self, session_id: str, version: str | None) -> None:
+        with self._lock:
+            if version is None:
+                self._versions.pop(session_id, None)
+            else:
+                self._versions[session_id] = version
 
     @property
     def location(self) -> str:
@@ -95,28 +105,47 @@ class SessionManager:
     ) -> SessionInfo:
         """Save the whole message list of ``session_id`` atomically.
 
-        ``created_at`` is kept across saves. When this process has read the session before and
-        another process has added messages since, the new list must extend what is stored;
-        otherwise :class:`~scratchy.errors.SessionConflictError` is raised and nothing is
-        written (pass ``force=True`` to overwrite anyway).
+        ``created_at`` is kept across saves. When this manager loaded or saved the session
+        before and anyone (another process, another manager, an agent) has changed it since,
+        the new list must extend what is stored now; otherwise
+        :class:`~scratchy.errors.SessionConflictError` is raised and nothing is written (load
+        it again, or pass ``force=True`` to overwrite anyway). A session this manager never
+        read is simply written; one it loaded as absent must still be absent, or extended.
 
         Raises:
             InvalidSessionIdError: ``session_id`` is not a safe name.
             InvalidMessageError: a message is not in the chat shape (names index and field).
             SessionConflictError: see above.
         """
-        return self.store.replace(session_id, messages, force=force, metadata=metadata)
+        with self._lock:
+            expected = None if force else self._versions.get(session_id)
+        info = self.store.replace(
+            session_id, messages, expected_version=expected, force=force, metadata=metadata
+        )
+        self._remember(session_id, info.version)
+        return info
 
     def append_messages(
-        self, session_id: str, messages: list[Message], *, expected_count: int | None = None
+        self,
+        session_id: str,
+        messages: list[Message],
+        *,
+        expected_count: int | None = None,
+        expected_version: str | None = None,
     ) -> SessionInfo:
         """Add messages to a session (created if absent) under a cross-process lock.
 
-        Nothing another process wrote is lost or duplicated. With ``expected_count``, the append
-        only happens when the session holds exactly that many messages; otherwise
+        Nothing another process wrote is lost or duplicated. With ``expected_count`` (or
+        ``expected_version``, from ``session_info(...).version``), the append only happens when
+        the session holds exactly that many messages (is at that version); otherwise
         :class:`~scratchy.errors.SessionConflictError` is raised.
         """
-        return self.store.append(session_id, messages, expected_count=expected_count)
+        return self.store.append(
+            session_id,
+            messages,
+            expected_count=expected_count,
+            expected_version=expected_version,
+        )
 
     def create_session(self, session_id: str) -> SessionInfo:
         """Make sure ``session_id`` exists on disk (with no messages if it is new)."""
@@ -130,6 +159,8 @@ class SessionManager:
             SessionCorruptedError: the stored session cannot be read (names file and line).
         """
         stored = self.store.load(session_id)
+        # "" = read as absent: a later save must not drop what someone else created meanwhile
+        self._remember(session_id, stored.info.version if stored is not None else "")
         return stored.messages if stored is not None else None
 
     def session_info(self, session_id: str) -> SessionInfo | None:
@@ -149,11 +180,23 @@ class SessionManager:
         """
         return [info.as_dict() for info in self.store.list()]
 
+    def list_page(self, *, limit: int = 50, cursor: str | None = None) -> SessionPage:
+        """One page of session headers, newest activity first: ``page.items`` (``SessionInfo``)
+        and ``page.next_cursor`` to pass as ``cursor=`` for the next page (None at the end)."""
+        return self.store.list_page(limit=limit, cursor=cursor)
+
+    def update_session(
+        self, session_id: str, *, title: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> SessionInfo:
+        """Rename a session (``title``) or replace its metadata; the messages are untouched."""
+        return self.store.update_header(session_id, title=title, metadata=metadata)
+
     def delete_session(self, session_id: str) -> bool:
         """Move ``session_id`` to the trash; True when it existed. Works on corrupted files.
 
         Nothing is deleted for good here: see ``restore_session`` and ``purge``.
         """
+        self._remember(session_id, None)
         return self.store.delete(session_id)
 
     # -- trash, retention, fork, search ------------------------------------------------------
@@ -209,25 +252,7 @@ class SessionManager:
         A cut that would separate a tool call from its results moves back to the assistant
         message that made the calls.
         """
-        messages = self.load_session(source_id)
-        if messages is None:
-            raise SessionNotFoundError(f"No session '{source_id}' to fork")
-        validate_session_id(new_id)
-        if self.session_exists(new_id):
-            raise SessionConflictError(
-                f"Session '{new_id}' already exists: choose another id for the fork",
-                session_id=new_id,
-                expected=0,
-                actual=-1,
-            )
-        if at is not None:
-            if at < 0:
-                raise UsageError("at must be >= 0 (the number of messages to keep)")
-            while 0 < at < len(messages) and messages[at].get("role") == "tool":
-                at -= 1
-            messages = messages[:at]
-        metadata = {"forked_from": {"id": source_id, "messages": len(messages)}}
-        return self.store.replace(new_id, messages, metadata=metadata)
+        return self.store.fork(source_id, new_id, at=at)
 
     def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
         """Full-text search across all sessions, best match first.

@@ -48,8 +48,9 @@ def _need_server_packages() -> None:
     metavar="DIR|URL",
     help="Session directory or store URL (default: scratchy/session_history).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on.")
 @click.option(
     "--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes."
 )

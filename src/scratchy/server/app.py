@@ -7,11 +7,14 @@ failure into ``{"error": {"code", "message"}}``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote
 
@@ -30,6 +33,17 @@ from .runtime import AgentSource, Runtime
 SERVE_ENV = "SCRATCHY_SERVE_OPTIONS"
 """JSON options ``scratchy serve`` hands to its worker processes."""
 DEFAULT_MAX_BODY = 1 << 20
+STORE_NEEDS = ("scoped", "turn_lock", "list_page", "update_header", "fork", "aio")
+STORE_THREADS = 32
+"""Worker threads for store I/O per process (asyncio's default is cores + 4)."""
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="scratchy-store")
+    )
+    yield
 
 
 def create_app(
@@ -71,6 +85,12 @@ def create_app(
         store = agents.default_store() or open_store(None)
     elif isinstance(store, (str, os.PathLike)):
         store = open_store(store)
+    missing = [m for m in STORE_NEEDS if not hasattr(store, m)]
+    if missing:
+        raise ConfigError(
+            f"the server needs a session store with {', '.join(missing)} (every built-in "
+            "store has them: subclass scratchy.stores.base.BaseStore)"
+        )
     runtime = Runtime(
         agents,
         store,
@@ -80,6 +100,7 @@ def create_app(
         busy_wait=busy_wait,
     )
     app = FastAPI(
+        lifespan=_lifespan,
         title="Scratchy",
         version=_version(),
         summary="Named, persistent agent sessions over HTTP.",

@@ -13,7 +13,6 @@ digest in constant time (``hmac.compare_digest``, no early exit). Keys are never
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import os
@@ -25,9 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError, InvalidSessionIdError
-from ..stores.base import SearchHit, SessionInfo, StoredSession, TrashedSession
-from ..stores.base import validate_session_id as _validate
+from ..errors import ConfigError
 
 KEYS_ENV = "SCRATCHY_API_KEYS"
 OWNER_PATTERN = r"[a-z0-9][a-z0-9_]{0,31}"
@@ -169,114 +166,6 @@ def keygen(owner: str, role: Role = "user") -> tuple[str, str]:
 
 
 def owner_store(base: Any, owner: str | None) -> Any:
-    """The store restricted to ``owner``'s sessions (``base`` itself for None).
-
-    Uses ``base.scoped(owner)`` when the store offers it; otherwise :class:`PrefixedStore`, which
-    keeps owner ``alice``'s session ``s1`` under the id ``alice--s1`` of the base store.
-    """
-    if owner is None:
-        return base
-    scoped = getattr(base, "scoped", None)
-    if callable(scoped):
-        return scoped(owner)
-    return PrefixedStore(base, owner)
-
-
-class PrefixedStore:
-    """A view of a store holding only the ids that start with ``OWNER--`` (shown without it).
-
-    The fallback of :func:`owner_store` for stores without ``scoped()``: listing and search
-    filter the base store's results, so they cost the whole store, not the owner's part.
-    """
-
-    def __init__(self, base: Any, owner: str) -> None:
-        self.base = base
-        self.owner = owner
-        self.prefix = f"{owner}--"
-        self.location = base.location
-        self.capabilities = getattr(base, "capabilities", frozenset({"search", "trash"}))
-        if hasattr(base, "update_header"):
-            self.update_header = lambda sid, **kw: self._info(
-                base.update_header(self._id(sid), **kw)
-            )
-        if hasattr(base, "turn_lock"):
-            self.turn_lock = lambda sid, **kw: base.turn_lock(self._id(sid), **kw)
-
-    def _id(self, session_id: str) -> str:
-        _validate(session_id)
-        full = self.prefix + session_id
-        if len(full) > 128:
-            raise InvalidSessionIdError(
-                f"Invalid session id {session_id[:40]!r}: at most {128 - len(self.prefix)} "
-                "characters on this server"
-            )
-        return full
-
-    def _own(self, full_id: str) -> str | None:
-        return full_id[len(self.prefix) :] if full_id.startswith(self.prefix) else None
-
-    def _info(self, info: SessionInfo | None) -> SessionInfo | None:
-        if info is None:
-            return None
-        return dataclasses.replace(info, id=info.id[len(self.prefix) :])
-
-    def load(self, session_id: str) -> StoredSession | None:
-        stored = self.base.load(self._id(session_id))
-        if stored is None:
-            return None
-        return StoredSession(self._info(stored.info), stored.messages)  # type: ignore[arg-type]
-
-    def info(self, session_id: str) -> SessionInfo | None:
-        return self._info(self.base.info(self._id(session_id)))
-
-    def exists(self, session_id: str) -> bool:
-        return self.base.exists(self._id(session_id))
-
-    def append(self, session_id: str, messages: list[Any], **kwargs: Any) -> SessionInfo:
-        return self._info(self.base.append(self._id(session_id), messages, **kwargs))  # type: ignore[return-value]
-
-    def replace(self, session_id: str, messages: list[Any], **kwargs: Any) -> SessionInfo:
-        return self._info(self.base.replace(self._id(session_id), messages, **kwargs))  # type: ignore[return-value]
-
-    def delete(self, session_id: str) -> bool:
-        return self.base.delete(self._id(session_id))
-
-    def list(self) -> list[SessionInfo]:
-        return [
-            self._info(i)  # type: ignore[misc]
-            for i in self.base.list()
-            if i.id.startswith(self.prefix)
-        ]
-
-    def list_trash(self) -> list[TrashedSession]:
-        return [
-            dataclasses.replace(t, id=t.id[len(self.prefix) :])
-            for t in self.base.list_trash()
-            if t.id.startswith(self.prefix)
-        ]
-
-    def restore(self, session_id: str) -> SessionInfo:
-        return self._info(self.base.restore(self._id(session_id)))  # type: ignore[return-value]
-
-    def purge(self, session_id: str | None = None, **kwargs: Any) -> list[TrashedSession]:
-        if session_id is None:
-            return [t for t in self.list_trash() if self.base.purge(self._id(t.id), **kwargs)]
-        return self.base.purge(self._id(session_id), **kwargs)
-
-    def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
-        hits = self.base.search(query, limit=max(200, limit * 20))
-        out = []
-        for hit in hits:
-            own = self._own(hit.session_id)
-            if own is not None:
-                out.append(dataclasses.replace(hit, session_id=own))
-        return out[:limit]
-
-    @property
-    def lock_key(self) -> str:
-        """The base store's: an admin's turn on ``alice--s1`` and alice's on ``s1`` share a lock."""
-        return self.base.location  # type: ignore[no-any-return]
-
-    def lock_id(self, session_id: str) -> str:
-        """The id the turn lock of ``session_id`` is taken under (the base store's id)."""
-        return self._id(session_id)
+    """The store restricted to ``owner``'s sessions (``base.scoped(owner)``; ``base`` for None:
+    an admin, or a server without keys)."""
+    return base if owner is None else base.scoped(owner)

@@ -14,19 +14,8 @@ from .. import errors as core
 logger = logging.getLogger("scratchy.server")
 
 
-class SessionBusyError(core.SessionError):
-    """The session is running a turn in this or another worker (HTTP 409 ``session_busy``)."""
-
-    def __init__(self, message: str, *, session_id: str, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.session_id = session_id
-        self.retry_after = retry_after
-
-
-# The core's class when it has one (issue 11 adds ``scratchy.errors.SessionBusyError``).
-BUSY_ERRORS: tuple[type[BaseException], ...] = tuple(
-    {SessionBusyError, getattr(core, "SessionBusyError", SessionBusyError)}
-)
+SessionBusyError = core.SessionBusyError
+"""A turn on a session that runs one elsewhere (HTTP 409 ``session_busy``)."""
 
 
 class ApiError(Exception):
@@ -55,7 +44,7 @@ def error_for(exc: BaseException) -> ApiError:
     """The :class:`ApiError` for any exception (500 ``internal_error`` only for real bugs)."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, BUSY_ERRORS):
+    if isinstance(exc, SessionBusyError):
         retry = getattr(exc, "retry_after", 1.0) or 1.0
         return ApiError(
             409,

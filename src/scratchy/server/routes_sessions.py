@@ -12,12 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import SessionConflictError, SessionNotFoundError
 from ..export import export_text
-from ..sessions import SessionManager
 from ..stores.base import validate_session_id
 from .auth import Caller
 from .deps import caller, runtime
 from .errors import ApiError, not_found
-from .runtime import Runtime, header, list_page, store_call, update_header
+from .runtime import Runtime, header, list_page, store_call
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 Who = Annotated[Caller, Depends(caller)]
@@ -64,7 +63,7 @@ async def list_sessions(
         ids = list(dict.fromkeys(h.session_id for h in hits))[:limit]
         infos = await asyncio.gather(*(store_call(store, "info", i) for i in ids))
         return {"items": [header(i) for i in infos if i is not None], "next_cursor": None}
-    items, nxt = await asyncio.to_thread(list_page, store, limit, cursor)
+    items, nxt = await asyncio.to_thread(list_page, store, limit, cursor)  # one thread hop
     return {"items": [header(i) for i in items], "next_cursor": nxt}
 
 
@@ -78,9 +77,7 @@ async def create_session(body: NewSession, who: Who, rt: Rt) -> dict[str, Any]:
             raise ApiError(409, "session_exists", f"Session '{sid}' already exists")
         info = await store_call(store, "append", sid, [], metadata=body.metadata or {})
         if body.title is not None:
-            info = await asyncio.to_thread(
-                update_header, store, sid, title=body.title, metadata=None
-            )
+            info = await store_call(store, "update_header", sid, title=body.title)
     return header(info)
 
 
@@ -106,8 +103,8 @@ async def patch_session(session_id: str, body: SessionPatch, who: Who, rt: Rt) -
                     metadata.pop(key, None)
                 else:
                     metadata[key] = value
-        info = await asyncio.to_thread(
-            update_header, store, session_id, title=body.title, metadata=metadata
+        info = await store_call(
+            store, "update_header", session_id, title=body.title, metadata=metadata
         )
     return header(info)
 
@@ -148,9 +145,8 @@ async def fork_session(
     body = body or ForkRequest()
     validate_session_id(session_id)
     new_id = validate_session_id(body.new_id) if body.new_id else f"s_{uuid.uuid4().hex[:16]}"
-    sm = SessionManager(store=rt.store_for(who))
     try:
-        info = await asyncio.to_thread(sm.fork_session, session_id, new_id, at=body.at)
+        info = await store_call(rt.store_for(who), "fork", session_id, new_id, at=body.at)
     except SessionNotFoundError:
         raise not_found(session_id) from None
     except SessionConflictError:

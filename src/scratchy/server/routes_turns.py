@@ -45,7 +45,7 @@ async def run_turn(
 
     JSON answer: ``{"id", "session_id", "reply", "messages", "usage"}`` (``messages``: the
     turn's new messages, the user's first). Streamed: ``delta``, ``tool_call``,
-    ``tool_result``, ``final`` (the same object) or ``error``, then ``done``.
+    ``tool_start``, ``tool_result``, ``final`` (the same object) or ``error``, then ``done``.
     """
     turn = await rt.start_turn(
         who,

@@ -9,11 +9,10 @@ Turns
     to the end and is saved, and the lock is released when it ends.
 
 One turn at a time per session
-    ``store.turn_lock`` when the store has one (a lock that lives with the store, across
-    machines); otherwise :class:`FileTurnLock`, an ``flock`` on a file per session under the
-    temporary directory, shared by every worker of this machine and released by the kernel when
-    a worker dies. A busy session answers 409 ``session_busy`` (``Retry-After``), or the request
-    waits up to ``busy_wait`` seconds with ``"if_busy": "wait"``.
+    ``store.turn_lock`` (a lock that lives with the store: a file lock, a PostgreSQL advisory
+    lock, a Redis lock with a lease; across workers and machines). A busy session answers 409
+    ``session_busy`` (``Retry-After``), or the request waits up to ``busy_wait`` seconds with
+    ``"if_busy": "wait"`` (polling the lock, so no thread waits on it).
 
 Idempotency
     The first result of a turn sent with ``Idempotency-Key`` is kept in the session's own
@@ -25,14 +24,11 @@ Idempotency
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -40,8 +36,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..agent import Agent, FinalEvent, ToolCallEvent, ToolResultEvent
-from ..errors import ConfigError, SessionNotFoundError, StoreUnavailableError, ToolError
+from ..agent import Agent, FinalEvent, ToolCallEvent, ToolResultEvent, ToolStartEvent
+from ..errors import (
+    ConfigError,
+    SessionNotFoundError,
+    StoreUnavailableError,
+    ToolError,
+    UsageError,
+)
 from ..messages import Message
 from ..providers.base import TextDelta
 from ..sessions import SessionManager
@@ -54,75 +56,26 @@ from .metrics import Metrics
 SERVER_KEY = "_server"
 """Metadata key of the server's own bookkeeping (hidden from API answers)."""
 IDEMPOTENCY_KEEP = 20
+SESSION_CACHE = 256
+"""Sessions each worker keeps in memory per owner (checked against the store's version)."""
 HIDDEN_METADATA = ("usage", SERVER_KEY)
 
 
-def store_call_sync(store: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-    """``store.NAME(*args, **kwargs)``."""
-    return getattr(store, name)(*args, **kwargs)
-
-
 async def store_call(store: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-    """``store.NAME(...)`` without blocking the event loop (``store.aio`` or a worker thread)."""
-    aio = getattr(store, "aio", None)
-    if aio is not None and hasattr(aio, name):
-        return await getattr(aio, name)(*args, **kwargs)
-    return await asyncio.to_thread(getattr(store, name), *args, **kwargs)
+    """``store.aio.NAME(...)``: the store method in a worker thread (never blocks the loop)."""
+    return await getattr(store.aio, name)(*args, **kwargs)
 
 
-# --- store operations the protocol does not have yet ---------------------------------------------
-
-
-def _cursor_key(info: SessionInfo) -> tuple[float, str]:
-    return (-info.updated_at.timestamp(), info.id)
+# --- store operations ------------------------------------------------------------------------
 
 
 def list_page(store: Any, limit: int, cursor: str | None) -> tuple[list[SessionInfo], str | None]:
     """One page of headers, newest activity first, and the cursor of the next page."""
-    if hasattr(store, "list_page"):
+    try:
         page = store.list_page(limit=limit, cursor=cursor)
-        return list(page.items), page.next_cursor
-    after: tuple[float, str] | None = None
-    if cursor:
-        try:
-            ts, sid = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"==="))
-            after = (-float(ts), str(sid))
-        except (ValueError, TypeError):
-            raise ApiError(400, "invalid_cursor", "cursor is not one this server gave") from None
-    rows = sorted(store.list(), key=_cursor_key)
-    if after is not None:
-        rows = [r for r in rows if _cursor_key(r) > after]
-    page = rows[:limit]
-    nxt = None
-    if len(rows) > limit and page:
-        last = page[-1]
-        raw = json.dumps([last.updated_at.timestamp(), last.id]).encode()
-        nxt = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    return page, nxt
-
-
-def update_header(
-    store: Any, session_id: str, *, title: str | None, metadata: dict[str, Any] | None
-) -> SessionInfo:
-    """Rename and/or set the metadata of a session (``store.update_header`` when it exists;
-    otherwise the title is kept in ``metadata["_server"]["title"]``)."""
-    if hasattr(store, "update_header"):
-        return store.update_header(session_id, title=title, metadata=metadata)
-    info = store.info(session_id)
-    if info is None:
-        raise SessionNotFoundError(f"No session '{session_id}'")
-    meta = copy.deepcopy(metadata if metadata is not None else info.metadata)
-    if title is not None:
-        meta.setdefault(SERVER_KEY, {})["title"] = title
-    return store.append(session_id, [], metadata=meta)
-
-
-def title_of(info: SessionInfo) -> str:
-    """The session's title (a rename kept in metadata wins over the stored one)."""
-    server = info.metadata.get(SERVER_KEY)
-    if isinstance(server, dict) and isinstance(server.get("title"), str):
-        return server["title"]
-    return info.title
+    except UsageError as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from None
+    return list(page.items), page.next_cursor
 
 
 def header(info: SessionInfo) -> dict[str, Any]:
@@ -130,7 +83,7 @@ def header(info: SessionInfo) -> dict[str, Any]:
     usage = info.metadata.get("usage") or {}
     return {
         "id": info.id,
-        "title": title_of(info),
+        "title": info.title,
         "created_at": _iso(info.created_at),
         "updated_at": _iso(info.updated_at),
         "message_count": info.message_count,
@@ -154,39 +107,8 @@ def _iso(dt: datetime) -> str:
 # --- turn locks ----------------------------------------------------------------------------------
 
 
-class FileTurnLock:
-    """An exclusive ``flock`` on one file per session, shared by the workers of one machine."""
-
-    def __init__(self, key: str, session_id: str) -> None:
-        root = os.path.join(
-            tempfile.gettempdir(), "scratchy-turns", hashlib.sha1(key.encode()).hexdigest()[:16]
-        )
-        os.makedirs(root, exist_ok=True)
-        self.path = os.path.join(root, hashlib.sha1(session_id.encode()).hexdigest() + ".lock")
-        self._fd: int | None = None
-
-    def try_acquire(self) -> bool:
-        """Take the lock if it is free; never blocks."""
-        import fcntl
-
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        """Let the next turn in."""
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
-
-
-class StoreTurnLock:
-    """``store.turn_lock(session_id, timeout=...)`` (a context manager) behind the same face."""
+class TurnLock:
+    """The store's turn lock of one session (``store.turn_lock``), taken without waiting."""
 
     def __init__(self, store: Any, session_id: str) -> None:
         self._store = store
@@ -194,46 +116,35 @@ class StoreTurnLock:
         self._cm: Any = None
 
     def try_acquire(self) -> bool:
-        from .errors import BUSY_ERRORS
-
+        """Take the lock if it is free (blocking I/O: call it in a worker thread)."""
         cm = self._store.turn_lock(self._sid, timeout=0)
         try:
             cm.__enter__()
-        except BUSY_ERRORS:
+        except SessionBusyError:
             return False
         self._cm = cm
         return True
 
-    def release(self) -> None:
+    async def release(self) -> None:
+        """Let the next turn in."""
         if self._cm is not None:
             cm, self._cm = self._cm, None
-            cm.__exit__(None, None, None)
+            await asyncio.to_thread(cm.__exit__, None, None, None)
 
 
-async def acquire_turn_lock(store: Any, session_id: str, *, wait: float) -> Any:
+async def acquire_turn_lock(store: Any, session_id: str, *, wait: float) -> TurnLock:
     """The session's turn lock, held; waits up to ``wait`` seconds, else ``SessionBusyError``."""
-    if hasattr(store, "turn_lock"):
-        lock: Any = StoreTurnLock(store, session_id)
-        attempt = lambda: asyncio.to_thread(lock.try_acquire)  # noqa: E731
-    else:
-        lock_id = getattr(store, "lock_id", None)
-        lock = FileTurnLock(
-            getattr(store, "lock_key", store.location),
-            lock_id(session_id) if lock_id else session_id,
-        )
-        attempt = None
+    lock = TurnLock(store, session_id)
     deadline = time.monotonic() + wait
     delay = 0.01
-    while True:
-        ok = await attempt() if attempt else lock.try_acquire()
-        if ok:
-            return lock
+    while not await asyncio.to_thread(lock.try_acquire):
         if time.monotonic() >= deadline:
             raise SessionBusyError(
                 f"Session '{session_id}' is running a turn", session_id=session_id
             )
         await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, 0.1)
+    return lock
 
 
 # --- turns ---------------------------------------------------------------------------------------
@@ -319,7 +230,7 @@ class AgentSource:
         """A new agent saving to ``store`` (None: stateless, nothing saved)."""
         agent = self._new()
         agent.session_manager = SessionManager(store=store) if store is not None else None
-        agent.autosave = False  # the runtime saves each turn, off the event loop
+        agent.autosave = store is not None  # saved by ``asave``: off the event loop
         if approve is None:
             agent.tool_approval = "allow"
         else:
@@ -427,7 +338,7 @@ class Runtime:
         try:
             yield
         finally:
-            lock.release()
+            await lock.release()
 
     # -- turns -------------------------------------------------------------------------------
 
@@ -459,13 +370,13 @@ class Runtime:
                 record = await self._record(store, session_id, idempotency_key)
                 if record is not None:
                     await self._replay(turn, store, session_id, record, request_fingerprint)
-                    lock.release()
+                    await lock.release()
                     self.metrics.turn(0, "replayed")
                     return turn
             agent = self.agent_for(caller)
-            session = await asyncio.to_thread(agent.get_session, session_id)
+            session = await self._session(agent, store, session_id)
         except BaseException:
-            lock.release()
+            await lock.release()
             raise
         idem = (idempotency_key, request_fingerprint) if idempotency_key else None
         self._spawn(turn, self._run(turn, agent, session, text, lock, idem))
@@ -483,6 +394,19 @@ class Runtime:
         turn = Turn(None)
         self._spawn(turn, self._run(turn, agent, session, text, None, None))
         return turn
+
+    async def _session(self, agent: Agent, store: Any, session_id: str) -> Any:
+        """The agent's session, from its memory when the store still holds that version (another
+        worker may have added turns, or deleted it), else loaded again."""
+        cached = agent.sessions.get(session_id)
+        if cached is not None:
+            info = await store_call(store, "info", session_id)
+            if info is None or info.version != cached.version or not cached.saved:
+                agent.sessions.pop(session_id, None)
+            else:
+                agent.sessions[session_id] = agent.sessions.pop(session_id)  # most recent last
+                return cached
+        return await agent.aget_session(session_id)
 
     def _spawn(self, turn: Turn, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -544,6 +468,8 @@ class Runtime:
             async for event in agent.stream(text, session_id=sid):
                 if isinstance(event, FinalEvent):
                     result = _result(session, event.text, before)
+                    if idem is not None:  # before the agent's save (if it saves itself)
+                        _remember(session.metadata, idem, result)
                 else:
                     turn.put(*_event(event))
             if result is None:
@@ -558,17 +484,19 @@ class Runtime:
                 error = error_for(failure)
         try:
             if agent.session_manager is not None:
-                if idem is not None:  # the answer is stored in the same write as the turn
-                    entry = result if error is None else _error_entry(error)
-                    _remember(session.metadata, idem, entry)  # type: ignore[arg-type]
-                await save_session(agent, session)
+                if idem is not None and error is not None:
+                    _remember(session.metadata, idem, _error_entry(error))
+                await save_session(agent, session)  # a no-op when the agent saved it all
         except BaseException as exc:  # noqa: BLE001 - a turn that could not be stored
             if error is None:
                 failure, error = exc, error_for(exc)
         finally:
-            agent.sessions.pop(sid, None)  # the next turn reads the store: never a stale copy
+            if error is not None or agent.session_manager is None:
+                agent.sessions.pop(sid, None)  # a failed turn's memory is not trusted
+            while len(agent.sessions) > SESSION_CACHE:
+                agent.sessions.pop(next(iter(agent.sessions)))
             if lock is not None:
-                lock.release()
+                await lock.release()
         if error is None:
             assert result is not None
             turn.result = result | {"session_id": turn.session_id}
@@ -586,13 +514,9 @@ class Runtime:
 
 
 async def save_session(agent: Agent, session: Any) -> None:
-    """Store the turn with the agent's own save (``agent.asave``, or ``agent.save`` in a worker
-    thread): the event loop never waits for the disk or the database."""
-    asave = getattr(agent, "asave", None)
-    if asave is not None:
-        await asave(session)
-    else:
-        await asyncio.to_thread(agent.save, session)
+    """``agent.asave``: stores what the agent's own save has not (a failed turn's idempotency
+    record); a no-op when memory equals the store."""
+    await agent.asave(session)
 
 
 def _event(event: Any) -> tuple[str, dict[str, Any]]:
@@ -600,6 +524,8 @@ def _event(event: Any) -> tuple[str, dict[str, Any]]:
         return "delta", {"text": event.text}
     if isinstance(event, ToolCallEvent):
         return "tool_call", {"id": event.call_id, "name": event.name, "arguments": event.arguments}
+    if isinstance(event, ToolStartEvent):
+        return "tool_start", {"id": event.call_id, "name": event.name, "args": event.args}
     if isinstance(event, ToolResultEvent):
         return "tool_result", {
             "id": event.call_id,

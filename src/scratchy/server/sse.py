@@ -1,7 +1,8 @@
 """Server-Sent Events encoding of a turn (``POST .../turns`` with ``stream: true``).
 
 Events, in order: ``delta`` (``{"text"}``), ``tool_call`` (``{"id", "name", "arguments"}``),
-``tool_result`` (``{"id", "name", "content", "is_error"}``), then ``final`` (the same object as
+``tool_start`` (``{"id", "name", "args"}``: an allowed tool starts running), ``tool_result``
+(``{"id", "name", "content", "is_error"}``), then ``final`` (the same object as
 the JSON answer) or ``error`` (``{"error": {"code", "message"}}``), then ``done`` (``{}``).
 """
 

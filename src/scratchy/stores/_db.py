@@ -1,4 +1,7 @@
-"""Helpers shared by the database session stores (SQLite, Redis, PostgreSQL).
+"""Encoding helpers shared by the database session stores (SQLite, Redis, PostgreSQL).
+
+The store contract itself (conflicts, titles, usage, trash, search plumbing) is written once, in
+:class:`~scratchy.stores.base.BaseStore`.
 
 Messages are stored as compact JSON text, one value per message, so that an append writes only
 the new messages and a load parses one JSON array. Everything here is pure Python: importing it
@@ -8,23 +11,12 @@ imports no database driver.
 from __future__ import annotations
 
 import json
-import re
-import threading
-import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..errors import (
-    SessionConflictError,
-    SessionCorruptedError,
-    SessionNotFoundError,
-    StoreUnavailableError,
-)
-from ..messages import ROLES, Message, text_of
-from .base import make_title
-
-WORD = re.compile(r"\w+", re.UNICODE)
+from ..errors import SessionCorruptedError, StoreUnavailableError
+from ..messages import ROLES, Message
 
 
 def encode(message: Message) -> str:
@@ -65,41 +57,10 @@ def check_messages(messages: list[Any], where: str) -> None:
 def corrupted(where: str, reason: str) -> SessionCorruptedError:
     """The error for a stored session that cannot be read."""
     return SessionCorruptedError(
-        f"{where}: {reason}. Delete the session (SessionManager.delete_session) or repair it",
+        f"{where}: {reason}. Delete the session (`scratchy sessions rm ID` or "
+        "SessionManager.delete_session) or repair it",
         path=where,
     )
-
-
-def search_text(message: Message) -> str:
-    """The searchable text of a message: content and tool calls, with NUL characters removed."""
-    parts = [text_of(message)]
-    for call in message.get("tool_calls") or []:
-        fn = call.get("function") or {}
-        parts.append(f"{fn.get('name', '')} {fn.get('arguments', '')}")
-    text = "\n".join(p for p in parts if p).replace("\x00", " ")
-    if not text.isascii():
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def query_words(query: str) -> list[str]:
-    """The words of a search query (letters, digits and ``_``)."""
-    return WORD.findall(query)
-
-
-def fold(text: str) -> str:
-    """Case- and accent-insensitive form of ``text`` (as SQLite's ``remove_diacritics``)."""
-    if text.isascii():
-        return text.lower()
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def replace_title(old: str, messages: list[Message]) -> str:
-    """The title after a rewrite: kept while a user message remains, else recomputed."""
-    if old and any(m.get("role") == "user" for m in messages):
-        return old
-    return make_title(messages)
 
 
 def first_difference(stored: list[str], new: list[str]) -> int:
@@ -173,67 +134,6 @@ def unavailable(
         f"Cannot reach the {what} session store at {location} ({reason}): "
         f"is the server running? Start it or check the URL{extra}"
     )
-
-
-def count_conflict(session_id: str, expected: int, actual: int) -> SessionConflictError:
-    """``append(expected_count=...)`` found another count."""
-    return SessionConflictError(
-        f"Session '{session_id}' has {actual} messages, not the {expected} expected: another "
-        "writer changed it. Load it again and retry.",
-        session_id=session_id,
-        expected=expected,
-        actual=actual,
-    )
-
-
-def replace_conflict(session_id: str, new: int, stored: int) -> SessionConflictError:
-    """``replace`` would drop messages another writer stored."""
-    return SessionConflictError(
-        f"Session '{session_id}' was changed by another writer since it was read here (it now "
-        f"has {stored} messages): saving would drop them. Load it again, use append(), or pass "
-        "force=True to overwrite.",
-        session_id=session_id,
-        expected=new,
-        actual=stored,
-    )
-
-
-def restore_conflict(session_id: str) -> SessionConflictError:
-    """``restore`` found a live session with the same id."""
-    return SessionConflictError(
-        f"Cannot restore '{session_id}': a session with that id exists; delete or rename it first",
-        session_id=session_id,
-        expected=0,
-        actual=-1,
-    )
-
-
-def not_in_trash(session_id: str) -> SessionNotFoundError:
-    """``restore`` found nothing to restore."""
-    return SessionNotFoundError(f"Session '{session_id}' is not in the trash (see list_trash())")
-
-
-class SeenVersions:
-    """The version of each session this process last read or wrote (for ``replace`` checks)."""
-
-    def __init__(self) -> None:
-        self._versions: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def get(self, session_id: str) -> str | None:
-        """The version last seen, or None."""
-        with self._lock:
-            return self._versions.get(session_id)
-
-    def set(self, session_id: str, version: str) -> None:
-        """Remember ``version`` as seen."""
-        with self._lock:
-            self._versions[session_id] = version
-
-    def forget(self, session_id: str) -> None:
-        """Forget a session (deleted)."""
-        with self._lock:
-            self._versions.pop(session_id, None)
 
 
 def load_json_object(text: Any) -> dict[str, Any]:

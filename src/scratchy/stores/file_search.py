@@ -13,43 +13,21 @@ messages is ranked among its most recently indexed matches only, which keeps eve
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import threading
 import time
 from typing import TYPE_CHECKING
 
 from ..errors import SessionError
-from ..messages import text_of
-from .base import SearchHit
+from .base import SearchHit, fts5_query, search_text
 
 if TYPE_CHECKING:
     from .toon_files import TOONFileStore
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: Chinese/Japanese/Korean characters indexed one by one
 RANK_AT_MOST = 10_000
 """Matches ranked per query; beyond that the most recently indexed matches are ranked."""
 _ROWS_PER_DOC = 1 << 24  # message rowids of a session: doc * 2**24 + index
-_TOKEN = re.compile(r"\w+", re.UNICODE)
-
-
-def fts_query(text: str) -> str:
-    """Turn free text into an FTS5 query: every word must appear (prefix match on the last)."""
-    words = _TOKEN.findall(text)
-    if not words:
-        return ""
-    quoted = [f'"{w}"' for w in words]
-    quoted[-1] += "*"
-    return " ".join(quoted)
-
-
-def message_text(message: dict) -> str:
-    """The searchable text of a message: its content and its tool calls."""
-    parts = [text_of(message)]
-    for call in message.get("tool_calls") or []:
-        fn = call.get("function") or {}
-        parts.append(f"{fn.get('name', '')} {fn.get('arguments', '')}")
-    return "\n".join(p for p in parts if p)
 
 
 class FileSearchIndex:
@@ -64,18 +42,21 @@ class FileSearchIndex:
     def _connect(self) -> sqlite3.Connection:
         if self._db is not None:
             return self._db
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            db = self._open()
-        except sqlite3.DatabaseError:  # damaged: it is only an index, rebuild it
-            for suffix in ("", "-wal", "-shm"):
-                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
-            db = self._open()
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                db = self._open(str(self.path))
+            except sqlite3.DatabaseError:  # damaged: it is only an index, rebuild it
+                for suffix in ("", "-wal", "-shm"):
+                    self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+                db = self._open(str(self.path))
+        except (OSError, sqlite3.OperationalError):  # a read-only directory: index in memory
+            db = self._open(":memory:")
         self._db = db
         return db
 
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+    def _open(self, where: str) -> sqlite3.Connection:
+        db = sqlite3.connect(where, check_same_thread=False, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=OFF")  # derived data: rebuilt if lost
         if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
@@ -111,44 +92,56 @@ class FileSearchIndex:
             row = db.execute("SELECT value FROM meta WHERE key='dir_mtime'").fetchone()
             if row is not None and row[0] == mtime:
                 return 0
-            indexed = dict(db.execute("SELECT session_id, version FROM docs"))
-            live = {i.id: i.version for i in self.store.list() if i.error is None}
-            changed = [sid for sid, version in live.items() if indexed.get(sid) != version]
-            gone = [sid for sid in indexed if sid not in live]
-            for sid in gone:
-                self._drop(db, sid)
-            count = 0
-            for sid in changed:
-                try:
-                    stored = self.store.load(sid)
-                except SessionError:
-                    continue
-                if sid in indexed:
-                    self._drop(db, sid)
-                if stored is None:
-                    continue
-                doc = db.execute(
-                    "INSERT INTO docs (session_id, version) VALUES (?, ?)",
-                    (sid, stored.info.version),
-                ).lastrowid
-                base = int(doc or 0) * _ROWS_PER_DOC
-                db.executemany(
-                    "INSERT INTO msgs (rowid, content, session_id, idx, role) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (
-                        (base + i, message_text(m), sid, i, m.get("role", ""))
-                        for i, m in enumerate(stored.messages[: _ROWS_PER_DOC - 1])
-                    ),
-                )
-                count += 1
-            # Trust an unchanged directory time next time only when it is not within the
-            # file system's timestamp granularity of now (two writes in one tick look alike).
-            settled = time.time_ns() - int(mtime) > 100_000_000
-            db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('dir_mtime', ?)", (mtime if settled else "",)
-            )
+            if db.in_transaction:
+                db.commit()
+            db.execute("BEGIN IMMEDIATE")  # one process at a time brings the index up to date
+            try:
+                count = self._sync(db, mtime)
+            except BaseException:
+                db.rollback()
+                raise
             db.commit()
             return count
+
+    def _sync(self, db: sqlite3.Connection, mtime: str) -> int:
+        """Index what changed, inside the caller's write transaction."""
+        indexed = dict(db.execute("SELECT session_id, version FROM docs"))
+        live = {i.id: i.version for i in self.store._list("") if i.error is None}
+        changed = [sid for sid, version in live.items() if indexed.get(sid) != version]
+        gone = [sid for sid in indexed if sid not in live]
+        for sid in gone:
+            self._drop(db, sid)
+        count = 0
+        for sid in changed:
+            try:
+                stored = self.store.load(sid)
+            except SessionError:
+                continue
+            if sid in indexed:
+                self._drop(db, sid)
+            if stored is None:
+                continue
+            doc = db.execute(
+                "INSERT INTO docs (session_id, version) VALUES (?, ?)",
+                (sid, stored.info.version),
+            ).lastrowid
+            base = int(doc or 0) * _ROWS_PER_DOC
+            db.executemany(
+                "INSERT INTO msgs (rowid, content, session_id, idx, role) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    (base + i, search_text(m), sid, i, m.get("role", ""))
+                    for i, m in enumerate(stored.messages[: _ROWS_PER_DOC - 1])
+                ),
+            )
+            count += 1
+        # Trust an unchanged directory time next time only when it is not within the
+        # file system's timestamp granularity of now (two writes in one tick look alike).
+        settled = time.time_ns() - int(mtime) > 100_000_000
+        db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('dir_mtime', ?)", (mtime if settled else "",)
+        )
+        return count
 
     @staticmethod
     def _drop(db: sqlite3.Connection, session_id: str) -> None:
@@ -160,9 +153,9 @@ class FileSearchIndex:
             )
             db.execute("DELETE FROM docs WHERE doc=?", (row[0],))
 
-    def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
-        """Messages matching every word of ``query``, best first (BM25)."""
-        match = fts_query(query)
+    def search(self, terms: list[list[str]], *, limit: int = 20) -> list[SearchHit]:
+        """Messages matching every term, best first (BM25)."""
+        match = fts5_query(terms)
         if not match or limit <= 0:
             return []
         self.sync()

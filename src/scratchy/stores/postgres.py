@@ -10,24 +10,32 @@ Tables (the schema version is kept in ``scratchy_schema_migrations``; see :data:
 * ``scratchy_sessions``: one row per session (``id``, ``created_at``/``updated_at`` timestamptz,
   ``title``, ``metadata`` JSON, ``message_count``, ``size``, ``version``, ``deleted_at``). Live
   rows have ``deleted_at`` NULL (one per id, by a partial unique index); the trash is the rows
-  where it is set.
+  where it is set. An owner's sessions (:meth:`~scratchy.stores.base.BaseStore.scoped`) have ids
+  ``owner/id``. Pages are read by keyset on an index of ``(updated_at DESC, id DESC)``.
 * ``scratchy_messages``: one row per message (``session_pk``, ``idx``, ``role``, ``data`` JSON
   text, ``body`` searchable text), so an append inserts only the new rows. A GIN index on
   ``to_tsvector('simple', body)`` serves search (``ts_rank``, ``ts_headline``).
 * ``scratchy_version_seq``: every write stores its next value as the session's ``version``.
 
-Each write is one transaction that first locks the session row (``SELECT ... FOR UPDATE``), so
-writers of one session are serialised across processes and machines. Connections come from a
-``psycopg_pool.ConnectionPool``. A server restart is survived: when an operation fails on a
-lost connection, the pool's broken connections are dropped and the operation is retried (up to
-three times) when that is safe: reads always, writes only when the failure came before the
-``COMMIT`` was sent (nothing was written then). A write whose ``COMMIT`` got no answer is
-reported as :class:`~scratchy.errors.StoreUnavailableError` saying it may or may not have been
+The store contract is :class:`~scratchy.stores.base.BaseStore`'s; this module supplies its
+primitives. Each write is one transaction that first locks the session row (``SELECT ... FOR
+UPDATE``; a transaction-level advisory lock on the id when there is no row yet), so writers of
+one session are serialised across processes and machines and usage totals add up. Connections
+come from a ``psycopg_pool.ConnectionPool``. A server restart is survived: when an operation
+fails on a lost connection, the pool's broken connections are dropped and the operation is
+retried (up to three times) when that is safe: reads always, writes only when the failure came
+before the ``COMMIT`` was sent (nothing was written then). A write whose ``COMMIT`` got no answer
+is reported as :class:`~scratchy.errors.StoreUnavailableError` saying it may or may not have been
 saved, and is never retried blindly, so an append is never stored twice. After a connection
 timeout the pool is replaced by a fresh one, which reaches a server that came back at once.
 
+Turn locks are session-level advisory locks, each held on a connection of its own (outside the
+pool, so that the turn's own writes never wait for it); a holder that dies loses its connection
+and with it the lock.
+
 Search words are matched as PostgreSQL's ``simple`` configuration splits them (lower-cased, no
-stemming, accents kept); each message's first 200,000 characters are indexed.
+stemming, accents kept; Chinese, Japanese and Korean characters one by one); each message's first
+200,000 characters are indexed.
 """
 
 from __future__ import annotations
@@ -37,26 +45,31 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
 
 from ..errors import MissingDependencyError, UsageError
-from ..messages import Message, validate_messages
+from ..messages import Message
 from . import _db
 from .base import (
+    BaseStore,
+    Header,
     SearchHit,
     SessionInfo,
     StoredSession,
+    T,
     TrashedSession,
-    make_title,
+    Writer,
+    busy,
+    not_in_trash,
+    restore_conflict,
+    search_text,
     utcnow,
-    validate_session_id,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
 
-T = TypeVar("T")
 # The pool logs each failed reconnection attempt; the errors raised here say it already.
 logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 BODY_LIMIT = 200_000
@@ -67,10 +80,38 @@ _HEADLINE = (
     'StartSel="[", StopSel="]", MaxWords=20, MinWords=6, ShortWord=0, MaxFragments=1, '
     'FragmentDelimiter=" … "'
 )
+# Ids are ordered by code point (as Python orders them), whatever the database's collation.
+_BY_ID = 'id COLLATE "C"'
 
-# Each migration runs in one transaction, under an advisory lock. Never edit a released one:
-# add a new one, and a test that upgrades a database written by the previous version.
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+
+def _split_cjk_bodies(conn: Any) -> None:
+    """Migration 4: recompute the search body of messages whose body is not ASCII, so that
+    Chinese, Japanese and Korean characters are indexed one by one (``base.search_text``)."""
+    with conn.cursor(name="scratchy_cjk_bodies") as rows:  # server-side: any table size
+        rows.execute(
+            "SELECT session_pk, idx, data FROM scratchy_messages "
+            "WHERE octet_length(body) <> char_length(body)"
+        )
+        while batch := rows.fetchmany(500):
+            updates = []
+            for pk, idx, data in batch:
+                try:
+                    message = json.loads(data)
+                    body = search_text(message)[:BODY_LIMIT]
+                except (ValueError, TypeError, AttributeError):
+                    continue  # a corrupted message keeps its body; loading it will say why
+                updates.append((body, pk, idx))
+            if updates:
+                conn.cursor().executemany(
+                    "UPDATE scratchy_messages SET body = %s WHERE session_pk = %s AND idx = %s",
+                    updates,
+                )
+
+
+# Each migration runs in one transaction, under an advisory lock; a step is an SQL statement or
+# a function of the connection. Never edit a released one: add a new one, and a test that
+# upgrades a database written by the previous version.
+MIGRATIONS: list[tuple[int, str, list[Any]]] = [
     (
         1,
         "sessions and messages",
@@ -112,11 +153,47 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "USING gin (to_tsvector('simple', body))",
         ],
     ),
+    (
+        3,
+        "keyset paging (index on updated_at DESC, id DESC)",
+        [
+            f"CREATE INDEX scratchy_sessions_page ON scratchy_sessions "
+            f"(updated_at DESC, {_BY_ID} DESC) WHERE deleted_at IS NULL",
+            "DROP INDEX IF EXISTS scratchy_sessions_updated",
+        ],
+    ),
+    (4, "search text: Chinese/Japanese/Korean characters one by one", [_split_cjk_bodies]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-class PostgresStore:
+def _in_ns(ns: str, column: str = "id") -> tuple[str, tuple[Any, ...]]:
+    """SQL keeping the ids of namespace ``ns``: they start with ``ns`` and have no "/" after
+    it (so ``""`` is the ids without any "/")."""
+    return (
+        f"left({column}, %s) = %s AND strpos(substr({column}, %s), '/') = 0",
+        (len(ns), ns, len(ns) + 1),
+    )
+
+
+def _lexeme(word: str) -> str:
+    """``word`` as a quoted tsquery operand (whatever it holds, it stays one operand)."""
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsquery(terms: list[list[str]]) -> str:
+    """A ``to_tsquery`` text: every term (its words in sequence, ``<->``) must match; the last
+    term, when a single word, matches as a prefix (``:*``)."""
+    parts = []
+    for i, phrase in enumerate(terms):
+        text = " <-> ".join(_lexeme(w) for w in phrase)
+        if i == len(terms) - 1 and len(phrase) == 1:
+            text += ":*"
+        parts.append(f"({text})")
+    return " & ".join(parts)
+
+
+class PostgresStore(BaseStore):
     """Sessions in PostgreSQL. Thread-safe (a connection pool); safe across processes.
 
     Args:
@@ -156,26 +233,33 @@ class PostgresStore:
             kwargs["options"] = f"-c search_path={self.schema}"
         self._errors = (psycopg.OperationalError, PoolTimeout)
         self._pool_timeout_error = PoolTimeout
-        self._seen = _db.SeenVersions()
         self._conninfo, self._kwargs, self._size = conninfo, kwargs, max(1, size)
         self._pool_lock = threading.Lock()
+        self._local = threading.local()  # .conn: the connection of this thread's write, if any
         self._stale = False
-        try:  # one direct connection first: a wrong password or database fails fast and clearly
-            psycopg.connect(conninfo, **kwargs).close()
-        except psycopg.Error as exc:
-            raise _db.unavailable("PostgreSQL", self.location, exc) from exc
+        self._connect().close()  # a wrong password or database fails fast and clearly
         self._pool = self._new_pool()
         try:
             self._pool.open(wait=True, timeout=self._timeout)
             self._tx(self._migrate, write=True)
         except PoolTimeout as exc:
             self._pool.close()
-            raise _db.unavailable("PostgreSQL", self.location, exc) from exc
+            raise self._unavailable(exc) from exc
         except BaseException:
             self._pool.close()
             raise
 
     # -- plumbing --------------------------------------------------------------------------------
+
+    def _unavailable(self, exc: BaseException, extra: str = "") -> Exception:
+        return _db.unavailable("PostgreSQL", self.location, exc, extra)
+
+    def _connect(self) -> Any:
+        """A connection of its own, outside the pool."""
+        try:
+            return self._psycopg.connect(self._conninfo, **self._kwargs)
+        except self._psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
 
     def _new_pool(self) -> Any:
         from psycopg_pool import ConnectionPool
@@ -203,7 +287,11 @@ class PostgresStore:
 
     def _tx(self, fn: Callable[[Any], T], *, write: bool) -> T:
         """Run ``fn(connection)`` (in a transaction when ``write``); retried on a lost connection
-        while that is safe (reads, and writes whose ``COMMIT`` was not sent)."""
+        while that is safe (reads, and writes whose ``COMMIT`` was not sent). A read made inside
+        this thread's write runs on the write's connection, in its transaction."""
+        inner = getattr(self._local, "conn", None)
+        if inner is not None and not write:
+            return fn(inner)
         for attempt in range(RETRIES + 1):
             committing = False
             pool = self._get_pool()
@@ -229,7 +317,7 @@ class PostgresStore:
                     if committing
                     else ""
                 )
-                raise _db.unavailable("PostgreSQL", self.location, exc, extra) from exc
+                raise self._unavailable(exc, extra) from exc
         raise AssertionError("unreachable")
 
     def _migrate(self, conn: Any) -> None:
@@ -257,25 +345,25 @@ class PostgresStore:
                 f"The PostgreSQL session store at {self.location} has schema version {current}, "
                 f"newer than this Scratchy understands ({SCHEMA_VERSION}): upgrade Scratchy"
             )
-        for version, name, statements in MIGRATIONS:
+        for version, name, steps in MIGRATIONS:
             if version > current:
-                for statement in statements:
-                    conn.execute(statement)
+                for step in steps:
+                    if callable(step):
+                        step(conn)
+                    else:
+                        conn.execute(step)
                 conn.execute(
                     "INSERT INTO scratchy_schema_migrations (version, name) VALUES (%s, %s)",
                     (version, name),
                 )
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (a fresh one is opened if the store is used again)."""
         with self._pool_lock:
             self._pool.close()
+            self._stale = True
 
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    # -- rows ------------------------------------------------------------------------------------
 
     @staticmethod
     def _info(row: tuple[Any, ...]) -> SessionInfo:
@@ -291,323 +379,142 @@ class PostgresStore:
             metadata=meta if isinstance(meta, dict) else _db.load_json_object(meta),
         )
 
-    # -- reading ---------------------------------------------------------------------------------
+    def _where(self, key: str) -> str:
+        return f"{self.location}, session '{key}'"
 
-    def load(self, session_id: str) -> StoredSession | None:
-        """The session, or None when it does not exist."""
-        validate_session_id(session_id)
+    @staticmethod
+    def _stored_data(conn: Any, pk: int) -> list[str]:
+        rows = conn.execute(
+            "SELECT data FROM scratchy_messages WHERE session_pk = %s ORDER BY idx", (pk,)
+        )
+        return [r[0] for r in rows]
 
-        def read(conn: Any) -> tuple[Any, ...] | None:
-            return conn.execute(
+    def _locked(self, conn: Any, key: str) -> tuple[int, SessionInfo] | None:
+        """The live row of ``key``, locked for this transaction; when there is none, the id is
+        locked instead (an advisory lock), so that two writers never both create it."""
+        select = (
+            f"SELECT pk, {_HEADER} FROM scratchy_sessions "
+            "WHERE id = %s AND deleted_at IS NULL FOR UPDATE"
+        )
+        row = conn.execute(select, (key,)).fetchone()
+        if row is None:
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"scratchy write {self.schema or ''}:{key}",),
+            )
+            row = conn.execute(select, (key,)).fetchone()  # created while we waited?
+        return None if row is None else (row[0], self._info(row[1:]))
+
+    # -- primitives (see BaseStore) --------------------------------------------------------------
+
+    def _read(self, key: str) -> StoredSession | None:
+        def read(conn: Any) -> StoredSession | None:
+            row = conn.execute(
                 f"SELECT {_HEADER}, pk, (SELECT string_agg(data, ',' ORDER BY idx) "
                 "FROM scratchy_messages WHERE session_pk = s.pk) "
                 "FROM scratchy_sessions s WHERE id = %s AND deleted_at IS NULL",
-                (session_id,),
+                (key,),
             ).fetchone()
+            if row is None:
+                return None
+            info = self._info(row[:8])
+            try:  # one parse of the whole list; on failure, find and name the bad message
+                messages = json.loads("[" + (row[9] or "") + "]")
+                if len(messages) != info.message_count:
+                    raise ValueError("count")
+                _db.check_messages(messages, self._where(key))
+            except ValueError:
+                messages = _db.decode_all(self._stored_data(conn, row[8]), self._where(key))
+            return StoredSession(info, messages)
 
-        row = self._tx(read, write=False)
-        if row is None:
-            return None
-        info = self._info(row[:8])
-        where = f"{self.location}, session '{session_id}'"
-        try:
-            messages = json.loads("[" + (row[9] or "") + "]")
-            if len(messages) != info.message_count:
-                raise ValueError("count")
-            _db.check_messages(messages, where)
-        except ValueError:  # find and name the bad message
-            rows = self._tx(
-                lambda c: [
-                    r[0]
-                    for r in c.execute(
-                        "SELECT data FROM scratchy_messages WHERE session_pk = %s ORDER BY idx",
-                        (row[8],),
-                    )
-                ],
-                write=False,
-            )
-            messages = _db.decode_all(rows, where)
-        self._seen.set(session_id, info.version)
-        return StoredSession(info, messages)
+        return self._tx(read, write=False)
 
-    def info(self, session_id: str) -> SessionInfo | None:
-        """The session's header, or None when it does not exist."""
-        validate_session_id(session_id)
+    def _read_info(self, key: str) -> SessionInfo | None:
         row = self._tx(
             lambda c: c.execute(
                 f"SELECT {_HEADER} FROM scratchy_sessions WHERE id = %s AND deleted_at IS NULL",
-                (session_id,),
+                (key,),
             ).fetchone(),
             write=False,
         )
         return None if row is None else self._info(row)
 
-    def exists(self, session_id: str) -> bool:
-        """True when the session exists."""
-        validate_session_id(session_id)
+    def _exists(self, key: str) -> bool:
         row = self._tx(
             lambda c: c.execute(
-                "SELECT 1 FROM scratchy_sessions WHERE id = %s AND deleted_at IS NULL",
-                (session_id,),
+                "SELECT 1 FROM scratchy_sessions WHERE id = %s AND deleted_at IS NULL", (key,)
             ).fetchone(),
             write=False,
         )
         return row is not None
 
-    def list(self) -> list[SessionInfo]:
-        """Every session's header, newest activity first."""
+    def _list(self, ns: str) -> list[SessionInfo]:
+        where, args = _in_ns(ns)
         rows = self._tx(
             lambda c: c.execute(
-                f"SELECT {_HEADER} FROM scratchy_sessions WHERE deleted_at IS NULL "
-                "ORDER BY updated_at DESC, version DESC"
+                f"SELECT {_HEADER} FROM scratchy_sessions WHERE deleted_at IS NULL AND {where}",
+                args,
             ).fetchall(),
             write=False,
         )
         return [self._info(r) for r in rows]
 
-    # -- writing ---------------------------------------------------------------------------------
-
-    def _lock(self, conn: Any, session_id: str, created: datetime | None) -> tuple[Any, ...]:
-        """Lock the live row of ``session_id`` (created when missing): (pk, count, size,
-        title, version, is_new)."""
-        select = (
-            "SELECT pk, message_count, size, title, version, false FROM scratchy_sessions "
-            "WHERE id = %s AND deleted_at IS NULL FOR UPDATE"
-        )
-        row = conn.execute(select, (session_id,)).fetchone()
-        if row is None:
-            when = created or utcnow()
-            row = conn.execute(
-                "INSERT INTO scratchy_sessions (id, created_at, updated_at, version) "
-                "VALUES (%s, %s, %s, 0) ON CONFLICT (id) WHERE deleted_at IS NULL DO NOTHING "
-                "RETURNING pk, message_count, size, title, version, true",
-                (session_id, when, when),
-            ).fetchone()
-            if row is None:  # created by another writer meanwhile
-                row = conn.execute(select, (session_id,)).fetchone()
-        return row
-
-    @staticmethod
-    def _insert(conn: Any, pk: int, start: int, messages: list[Message]) -> list[str]:
-        encoded = [_db.encode(m) for m in messages]
-        rows = [
-            (pk, start + i, m["role"], data, _db.search_text(m)[:BODY_LIMIT])
-            for i, (m, data) in enumerate(zip(messages, encoded, strict=True))
-        ]
-        if len(rows) > 16:
-            with conn.cursor().copy(
-                "COPY scratchy_messages (session_pk, idx, role, data, body) FROM STDIN"
-            ) as copy:
-                for r in rows:
-                    copy.write_row(r)
-        elif rows:
-            conn.cursor().executemany(
-                "INSERT INTO scratchy_messages (session_pk, idx, role, data, body) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                rows,
-            )
-        return encoded
-
-    def _finish(self, conn: Any, session_id: str, pk: int, sets: dict[str, Any]) -> SessionInfo:
-        sets["updated_at"] = utcnow()
-        if "title" in sets:
-            sets["title"] = sets["title"].replace("\x00", "")  # text cannot hold NUL
-        assignments = ", ".join(f"{k} = %s::json" if k == "metadata" else f"{k} = %s" for k in sets)
-        row = conn.execute(
-            f"UPDATE scratchy_sessions SET {assignments}, version = nextval('scratchy_version_seq')"
-            f" WHERE pk = %s RETURNING {_HEADER}",
-            (*sets.values(), pk),
-        ).fetchone()
-        return self._info(row)
-
-    def append(
-        self,
-        session_id: str,
-        messages: list[Message],
-        *,
-        expected_count: int | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> SessionInfo:
-        """Add ``messages`` at the end in one transaction (creates the session)."""
-        validate_session_id(session_id)
-        new = validate_messages(messages)
-
-        def write(conn: Any) -> SessionInfo:
-            pk, count, size, title, _, _ = self._lock(conn, session_id, None)
-            if expected_count is not None and count != expected_count:
-                raise _db.count_conflict(session_id, expected_count, count)
-            encoded = self._insert(conn, pk, count, new)
-            sets: dict[str, Any] = {
-                "message_count": count + len(new),
-                "size": size + sum(len(e.encode("utf-8")) for e in encoded),
-            }
-            if not title:
-                sets["title"] = make_title(new)
-            if metadata is not None:
-                sets["metadata"] = json.dumps(metadata)
-            return self._finish(conn, session_id, pk, sets)
-
-        info = self._tx(write, write=True)
-        self._seen.set(session_id, info.version)
-        return info
-
-    def replace(
-        self,
-        session_id: str,
-        messages: list[Message],
-        *,
-        force: bool = False,
-        metadata: dict[str, Any] | None = None,
-        created_at: datetime | None = None,
-    ) -> SessionInfo:
-        """Rewrite the session; raises ``SessionConflictError`` rather than lose newer data.
-
-        Only the messages after the first difference are rewritten. ``created_at`` overrides the
-        creation time, for copies between stores.
-        """
-        validate_session_id(session_id)
-        new = validate_messages(messages)
-        created = _db.to_utc(created_at)
-        seen = self._seen.get(session_id)
-
-        def write(conn: Any) -> SessionInfo:
-            pk, _, _, title, version, is_new = self._lock(conn, session_id, created)
-            stored: list[str] = []
-            if not is_new:
-                stored = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT data FROM scratchy_messages WHERE session_pk = %s ORDER BY idx",
-                        (pk,),
-                    )
-                ]
-                if not force and seen is not None and seen != str(version):
-                    where = f"{self.location}, session '{session_id}'"
-                    old = _db.decode_all(stored, where)
-                    if old != new[: len(old)]:
-                        raise _db.replace_conflict(session_id, len(new), len(old))
-            encoded = [_db.encode(m) for m in new]
-            keep = _db.first_difference(stored, encoded)
-            if keep < len(stored):
-                conn.execute(
-                    "DELETE FROM scratchy_messages WHERE session_pk = %s AND idx >= %s", (pk, keep)
-                )
-            self._insert(conn, pk, keep, new[keep:])
-            sets: dict[str, Any] = {
-                "message_count": len(new),
-                "size": sum(len(e.encode("utf-8")) for e in encoded),
-                "title": _db.replace_title(title, new),
-            }
-            if metadata is not None:
-                sets["metadata"] = json.dumps(metadata)
-            if created is not None:
-                sets["created_at"] = created
-            return self._finish(conn, session_id, pk, sets)
-
-        info = self._tx(write, write=True)
-        self._seen.set(session_id, info.version)
-        return info
-
-    # -- trash -----------------------------------------------------------------------------------
-
-    def delete(self, session_id: str) -> bool:
-        """Move the session to the trash; False when it did not exist."""
-        validate_session_id(session_id)
-        count = self._tx(
-            lambda c: (
-                c.execute(
-                    "UPDATE scratchy_sessions SET deleted_at = %s "
-                    "WHERE id = %s AND deleted_at IS NULL",
-                    (utcnow(), session_id),
-                ).rowcount
-            ),
-            write=True,
-        )
-        self._seen.forget(session_id)
-        return count > 0
-
-    @staticmethod
-    def _trashed(rows: list[tuple[Any, ...]]) -> list[TrashedSession]:
-        out = [
-            TrashedSession(sid, _db.to_utc(deleted) or deleted, count, title, str(pk))
-            for pk, sid, deleted, count, title in rows
-        ]
-        out.sort(key=lambda t: (t.deleted_at, int(t.key)), reverse=True)
-        return out
-
-    def list_trash(self) -> list[TrashedSession]:
-        """Deleted sessions, most recently deleted first."""
+    def _page(self, ns: str, limit: int, after: tuple[datetime, str] | None) -> list[SessionInfo]:
+        """One keyset page, served by the ``scratchy_sessions_page`` index."""
+        where, args = _in_ns(ns)
+        if after is not None:
+            where += f" AND (updated_at, {_BY_ID}) < (%s, %s)"
+            args = (*args, after[0], after[1])
         rows = self._tx(
             lambda c: c.execute(
-                "SELECT pk, id, deleted_at, message_count, title FROM scratchy_sessions "
-                "WHERE deleted_at IS NOT NULL"
+                f"SELECT {_HEADER} FROM scratchy_sessions WHERE deleted_at IS NULL AND {where} "
+                f"ORDER BY updated_at DESC, {_BY_ID} DESC LIMIT %s",
+                (*args, limit),
             ).fetchall(),
             write=False,
         )
-        return self._trashed(rows)
+        return [self._info(r) for r in rows]
 
-    def restore(self, session_id: str) -> SessionInfo:
-        """Bring back the most recently deleted ``session_id``."""
-        validate_session_id(session_id)
+    def _transact(self, key: str, fn: Callable[[Writer], T]) -> T:
+        def run(conn: Any) -> T:
+            self._local.conn = conn
+            try:
+                return fn(_PostgresWriter(self, conn, key))
+            finally:
+                self._local.conn = None
 
-        def write(conn: Any) -> SessionInfo:
-            row = conn.execute(
-                "SELECT pk FROM scratchy_sessions WHERE id = %s AND deleted_at IS NOT NULL "
-                "ORDER BY deleted_at DESC, pk DESC LIMIT 1 FOR UPDATE",
-                (session_id,),
-            ).fetchone()
-            if row is None:
-                raise _db.not_in_trash(session_id)
-            live = conn.execute(
-                "SELECT 1 FROM scratchy_sessions WHERE id = %s AND deleted_at IS NULL",
-                (session_id,),
-            ).fetchone()
-            if live is not None:
-                raise _db.restore_conflict(session_id)
-            return self._info(
-                conn.execute(
-                    "UPDATE scratchy_sessions SET deleted_at = NULL, "
-                    "version = nextval('scratchy_version_seq') WHERE pk = %s "
-                    f"RETURNING {_HEADER}",
-                    (row[0],),
-                ).fetchone()
-            )
+        return self._tx(run, write=True)
 
-        try:
-            info = self._tx(write, write=True)
-        except self._psycopg.errors.UniqueViolation:  # restored or created meanwhile
-            raise _db.restore_conflict(session_id) from None
-        self._seen.set(session_id, info.version)
-        return info
-
-    def purge(
-        self, session_id: str | None = None, *, older_than: timedelta | None = None
-    ) -> list[TrashedSession]:
-        """Delete trashed sessions for good (one id's, older ones, or all); returns them."""
-        if session_id is not None:
-            validate_session_id(session_id)
-        cutoff = utcnow() - older_than if older_than is not None else None
+    def _trash_entries(self, ns: str, key: str | None) -> list[TrashedSession]:
+        where, args = ("id = %s", (key,)) if key is not None else _in_ns(ns)
         rows = self._tx(
             lambda c: c.execute(
-                "DELETE FROM scratchy_sessions WHERE deleted_at IS NOT NULL "
-                "AND (%s::text IS NULL OR id = %s) "
-                "AND (%s::timestamptz IS NULL OR deleted_at <= %s) "
-                "RETURNING pk, id, deleted_at, message_count, title",
-                (session_id, session_id, cutoff, cutoff),
+                "SELECT pk, id, deleted_at, message_count, title FROM scratchy_sessions "
+                f"WHERE deleted_at IS NOT NULL AND {where} ORDER BY deleted_at DESC, pk DESC",
+                args,
             ).fetchall(),
+            write=False,
+        )
+        return [
+            TrashedSession(sid, _db.to_utc(deleted) or deleted, count, title, str(pk))
+            for pk, sid, deleted, count, title in rows
+        ]
+
+    def _purge(self, entries: list[TrashedSession]) -> None:
+        if not entries:
+            return
+        self._tx(
+            lambda c: c.execute(
+                "DELETE FROM scratchy_sessions WHERE pk = ANY(%s) AND deleted_at IS NOT NULL",
+                ([int(e.key) for e in entries],),
+            ),
             write=True,
         )
-        return self._trashed(rows)
 
-    # -- search ----------------------------------------------------------------------------------
-
-    def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
-        """Messages of live sessions matching every word of ``query`` (prefix match on the
-        last), best ``ts_rank`` first; snippets from ``ts_headline`` mark matches with ``[ ]``."""
-        words = _db.query_words(query)
-        if not words or limit <= 0:
-            return []
-        tsquery = " & ".join(f"'{w}'" for w in words) + ":*"
+    def _search(self, ns: str, terms: list[list[str]], limit: int) -> list[SearchHit]:
+        """Messages of live sessions matching every term, best ``ts_rank`` first; snippets from
+        ``ts_headline`` mark matches with ``[ ]``."""
+        where, args = _in_ns(ns, "s.id")
         rows = self._tx(
             lambda c: c.execute(
                 "WITH q AS (SELECT to_tsquery('simple', %s) AS q), "
@@ -615,10 +522,11 @@ class PostgresStore:
                 "ts_rank(to_tsvector('simple', m.body), q.q) AS rank "
                 "FROM q, scratchy_messages m JOIN scratchy_sessions s ON s.pk = m.session_pk "
                 "WHERE to_tsvector('simple', m.body) @@ q.q AND s.deleted_at IS NULL "
+                f"AND {where} "
                 "ORDER BY rank DESC, s.id, m.idx LIMIT %s) "
                 "SELECT id, idx, role, ts_headline('simple', body, q.q, %s), rank "
                 "FROM hits, q ORDER BY rank DESC, id, idx",
-                (tsquery, limit, _HEADLINE),
+                (tsquery(terms), *args, limit, _HEADLINE),
             ).fetchall(),
             write=False,
         )
@@ -626,3 +534,157 @@ class PostgresStore:
             SearchHit(sid, idx, role, " ".join(snip.split()), float(rank))
             for sid, idx, role, snip, rank in rows
         ]
+
+    @contextlib.contextmanager
+    def _turn_lock(self, key: str, timeout: float | None, lease: float) -> Iterator[None]:
+        """A session-level advisory lock on a connection of its own, held for the turn (not a
+        pooled one: the turn's writes must not wait for the pool, and closing the connection
+        drops the lock whatever happened). The lock key names the schema too: sessions of
+        two schemas never block each other."""
+        name = f"scratchy turn {self.schema or ''}:{key}"
+        conn = self._connect()
+        try:
+            self._acquire(conn, name, key, timeout)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(self._psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+        finally:
+            conn.close()
+
+    def _acquire(self, conn: Any, name: str, key: str, timeout: float | None) -> None:
+        """Take the lock, waiting in the server (``lock_timeout``) up to ``timeout`` seconds."""
+        try:
+            if timeout is not None and timeout <= 0:
+                got = conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (name,)
+                ).fetchone()[0]
+            else:  # waiters queue in the server, and get the lock the moment it is released
+                wait_ms = 0 if timeout is None else max(1, round(timeout * 1000))
+                conn.execute("SELECT set_config('lock_timeout', %s, false)", (str(wait_ms),))
+                conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (name,))
+                got = True
+        except self._psycopg.errors.LockNotAvailable:
+            got = False
+        except self._psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        if not got:
+            raise busy(key)
+
+
+class _PostgresWriter:
+    """One session inside a write transaction, its row locked (see ``base.Writer``)."""
+
+    def __init__(self, store: PostgresStore, conn: Any, key: str) -> None:
+        self.store, self.conn, self.key = store, conn, key
+        self.found = store._locked(conn, key)
+
+    def current(self) -> SessionInfo | None:
+        return self.found[1] if self.found else None
+
+    def messages(self) -> list[Message]:
+        if self.found is None:
+            return []
+        return _db.decode_all(
+            self.store._stored_data(self.conn, self.found[0]), self.store._where(self.key)
+        )
+
+    def _pk(self, header: Header) -> int:
+        if self.found is not None:
+            return self.found[0]
+        return self.conn.execute(
+            "INSERT INTO scratchy_sessions (id, created_at, updated_at, version) "
+            "VALUES (%s, %s, %s, 0) RETURNING pk",
+            (self.key, _db.to_utc(header.created_at), _db.to_utc(header.updated_at)),
+        ).fetchone()[0]
+
+    def _insert(
+        self, pk: int, start: int, messages: list[Message], encoded: list[str] | None = None
+    ) -> int:
+        """Insert ``messages`` (``encoded``: as ``_db.encode`` gives them) at ``start``; returns
+        their encoded size in bytes."""
+        if encoded is None:
+            encoded = [_db.encode(m) for m in messages]
+        rows = [
+            (pk, start + i, m["role"], data, search_text(m)[:BODY_LIMIT])
+            for i, (m, data) in enumerate(zip(messages, encoded, strict=True))
+        ]
+        if len(rows) > 16:
+            with self.conn.cursor().copy(
+                "COPY scratchy_messages (session_pk, idx, role, data, body) FROM STDIN"
+            ) as copy:
+                for r in rows:
+                    copy.write_row(r)
+        elif rows:
+            self.conn.cursor().executemany(
+                "INSERT INTO scratchy_messages (session_pk, idx, role, data, body) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                rows,
+            )
+        return sum(len(d.encode("utf-8")) for d in encoded)
+
+    def _store(self, pk: int, header: Header, **counts: int) -> SessionInfo:
+        """Write ``header`` (and the new counts) with the next version."""
+        values: dict[str, Any] = {
+            "title": header.title.replace("\x00", ""),  # text cannot hold NUL
+            "metadata": json.dumps(header.metadata),
+            "created_at": _db.to_utc(header.created_at),
+            "updated_at": _db.to_utc(header.updated_at),
+            **counts,
+        }
+        assignments = ", ".join(
+            f"{k} = %s::json" if k == "metadata" else f"{k} = %s" for k in values
+        )
+        row = self.conn.execute(
+            f"UPDATE scratchy_sessions SET {assignments}, version = nextval('scratchy_version_seq')"
+            f" WHERE pk = %s RETURNING {_HEADER}",
+            (*values.values(), pk),
+        ).fetchone()
+        return self.store._info(row)
+
+    def append(self, new: list[Message], header: Header) -> SessionInfo:
+        info = self.current()
+        count, size = (info.message_count or 0, info.size) if info else (0, 0)
+        pk = self._pk(header)
+        size += self._insert(pk, count, new)
+        return self._store(pk, header, message_count=count + len(new), size=size)
+
+    def rewrite(self, messages: list[Message], header: Header) -> SessionInfo:
+        pk = self._pk(header)
+        stored = self.store._stored_data(self.conn, pk) if self.found else []
+        encoded = [_db.encode(m) for m in messages]
+        keep = _db.first_difference(stored, encoded)
+        if keep < len(stored):  # only what changed is rewritten
+            self.conn.execute(
+                "DELETE FROM scratchy_messages WHERE session_pk = %s AND idx >= %s", (pk, keep)
+            )
+        size = sum(len(d.encode("utf-8")) for d in stored[:keep])
+        size += self._insert(pk, keep, messages[keep:], encoded[keep:])
+        return self._store(pk, header, message_count=len(messages), size=size)
+
+    def set_header(self, header: Header) -> SessionInfo:
+        return self._store(self._pk(header), header)
+
+    def trash(self) -> bool:
+        if self.found is None:
+            return False
+        self.conn.execute(
+            "UPDATE scratchy_sessions SET deleted_at = %s WHERE pk = %s", (utcnow(), self.found[0])
+        )
+        return True
+
+    def untrash(self, entry: TrashedSession) -> SessionInfo:
+        shown = self.key.rsplit("/", 1)[-1]
+        try:
+            row = self.conn.execute(
+                "UPDATE scratchy_sessions SET deleted_at = NULL, "
+                "version = nextval('scratchy_version_seq') "
+                f"WHERE pk = %s AND deleted_at IS NOT NULL RETURNING {_HEADER}",
+                (int(entry.key),),
+            ).fetchone()
+        except self.store._psycopg.errors.UniqueViolation:  # a live one from an older writer
+            raise restore_conflict(shown) from None
+        if row is None:  # purged meanwhile
+            raise not_in_trash(shown)
+        return self.store._info(row)

@@ -4,25 +4,32 @@ Query parameters of our own (removed before the URL reaches redis-py): ``prefix`
 default ``scratchy:``) and ``retries`` (reconnection attempts per command, default 8, with
 exponential backoff up to one second: a server restart of a few seconds is ridden out).
 
-Keys (shown for the default prefix ``scratchy:``):
+Keys (shown for the default prefix ``scratchy:``; ``<key>`` is the session id, prefixed by its
+owner's namespace, ``alice/notes``, in a :meth:`~scratchy.stores.base.BaseStore.scoped` store):
 
-* ``scratchy:h:<id>`` a HASH, the header (``created_at``, ``updated_at``, ``title``,
-  ``metadata`` JSON, ``count``, ``size``, ``version``), and ``scratchy:m:<id>`` a LIST of the
-  messages as JSON, so an append is one ``RPUSH`` of the new messages;
-* ``scratchy:index`` a ZSET of live ids scored by ``updated_at``; ``scratchy:seq`` the global
-  write counter, whose next value becomes the session's ``version`` on every write;
-* the trash: deleting renames both keys to ``scratchy:th:<id>:<n>`` / ``scratchy:tm:<id>:<n>``
-  (with ``deleted_at`` in the hash) and scores ``<id>:<n>`` in the ZSET ``scratchy:trash``.
+* ``scratchy:h:<key>`` a HASH, the header (``created_at``, ``updated_at``, ``updated_score``,
+  ``title``, ``metadata`` JSON, ``count``, ``size``, ``version``), and ``scratchy:m:<key>`` a
+  LIST of the messages as JSON, so an append is one ``RPUSH`` of the new messages;
+* ``scratchy:index`` a ZSET of the live keys of the root namespace scored by ``updated_at``
+  (``scratchy:index:alice/`` for owner ``alice``'s), so a page of the newest sessions costs the
+  page; ``scratchy:seq`` the global write counter, whose next value becomes the session's
+  ``version`` on every write;
+* the trash: deleting renames both keys to ``scratchy:th:<key>:<n>`` / ``scratchy:tm:<key>:<n>``
+  (with ``deleted_at`` in the hash) and scores ``<key>:<n>`` in the ZSET ``scratchy:trash`` (or
+  ``scratchy:trash:alice/``);
+* ``scratchy:lock:<key>`` a session's turn lock (a token with a lease, see ``turn_lock``).
 
-Every write is one Lua script, so it is atomic: ``append`` checks ``expected_count`` and pushes
-in one step; ``replace`` rewrites only when the version is still the one its conflict check
-(done in Python, against the stored messages) saw, and retries otherwise. Each write carries a
-random token recorded (for ten minutes) in ``scratchy:w:<token>``: when redis-py re-sends a
-command after a dropped connection, a write that already happened is not applied twice.
+Redis has no row locks, so writes are optimistic: a write reads the header (and the messages
+when it needs them), decides in Python (:class:`~scratchy.stores.base.BaseStore`: conflicts,
+title, usage totals) and then runs one Lua script that applies it only if the session's version
+is still the one it read; if another writer came first, the whole write is worked out again from
+what is stored now. Each script call carries a random token recorded (for ten minutes) in
+``scratchy:w:<token>``: when redis-py re-sends a command after a dropped connection, a write that
+already happened is not applied twice.
 
-Search is a plain scan: every live session's messages are read and matched word by word (case-
-and accent-insensitive, the last word as a prefix), ranked by term frequency with a length
-penalty. It costs time proportional to all stored messages; RediSearch is not used.
+Search is a plain scan: every live session of the namespace is read and matched term by term
+(case- and accent-insensitive, the last word as a prefix), ranked by term frequency with a length
+penalty. It costs time proportional to the stored messages; RediSearch is not used.
 
 One Redis server (or a primary with replicas) is expected: Redis Cluster is not supported, as
 the scripts touch keys of several sessions. Durability is Redis's: with ``appendonly yes`` and
@@ -34,97 +41,95 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
+import re
+import threading
+import time
 import uuid
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import MissingDependencyError, UsageError
-from ..messages import Message, validate_messages
+from ..errors import (
+    MissingDependencyError,
+    SessionCorruptedError,
+    StoreUnavailableError,
+    UsageError,
+)
+from ..messages import Message
 from . import _db
 from .base import (
+    BaseStore,
+    Header,
     SearchHit,
     SessionInfo,
     StoredSession,
+    T,
     TrashedSession,
-    make_title,
+    Writer,
+    busy,
+    fold,
+    search_text,
     utcnow,
-    validate_session_id,
 )
 
 __all__ = ["RedisStore"]
 
 DEFAULT_PREFIX = "scratchy:"
-_FIXED_ARGS = 11
+WRITE_ATTEMPTS = 100
+"""How many times a write is worked out again when other writers keep changing the session."""
+LIST_CHUNK = 2000
+SEARCH_CHUNK = 100
+_FIXED_ARGS = 10
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
+# KEYS: h, m, index, seq, token, trash, th, tm.
+# ARGV: mode, seen version, key, created, updated, score, title, metadata, size, trash member,
+# then the encoded messages. Modes: append, rewrite, header, trash, untrash.
 _WRITE = """
 local done = redis.call('GET', KEYS[5])
 if done then return {'ok', done} end
-local exists = redis.call('EXISTS', KEYS[1]) == 1
-local count, size, title, created = 0, 0, '', ''
-if exists then
-  count = redis.call('LLEN', KEYS[2])
-  size = tonumber(redis.call('HGET', KEYS[1], 'size') or '0')
-  title = redis.call('HGET', KEYS[1], 'title') or ''
-  created = redis.call('HGET', KEYS[1], 'created_at') or ''
+local version = redis.call('HGET', KEYS[1], 'version') or ''
+local mode = ARGV[1]
+if mode == 'untrash' then
+  if redis.call('EXISTS', KEYS[7]) == 0 then return {'gone', ''} end
 end
-if ARGV[1] == 'append' then
-  if ARGV[2] ~= '' and count ~= tonumber(ARGV[2]) then return {'conflict', tostring(count)} end
-  if title == '' then title = ARGV[7] end
-  size = size + tonumber(ARGV[9])
-else
-  if exists and ARGV[3] ~= '' then
-    local version = redis.call('HGET', KEYS[1], 'version')
-    if version ~= ARGV[3] then return {'changed', version} end
-  end
-  if title == '' or ARGV[8] ~= '1' then title = ARGV[7] end
+if version ~= ARGV[2] then return {'moved', version} end
+local result
+if mode == 'trash' then
+  redis.call('RENAME', KEYS[1], KEYS[7])
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[8]) end
+  redis.call('HSET', KEYS[7], 'deleted_at', ARGV[5])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+  redis.call('ZADD', KEYS[6], ARGV[6], ARGV[10])
+  result = '1'
+elseif mode == 'untrash' then
   redis.call('DEL', KEYS[2])
-  count, size = 0, tonumber(ARGV[9])
-end
-for i = 12, #ARGV, 1000 do
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
-end
-if ARGV[10] ~= '' then created = ARGV[10] end
-if created == '' then created = ARGV[4] end
-redis.call('HSET', KEYS[1], 'id', ARGV[11], 'created_at', created, 'updated_at', ARGV[4],
-  'updated_score', ARGV[5], 'title', title, 'count', count + #ARGV - 11, 'size', size,
-  'version', redis.call('INCR', KEYS[4]))
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'metadata', ARGV[6]) end
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[11])
-local header = cjson.encode(redis.call('HGETALL', KEYS[1]))
-redis.call('SET', KEYS[5], header, 'EX', 600)
-return {'ok', header}
-"""
-
-_DELETE = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('RENAME', KEYS[1], KEYS[3])
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[4]) end
-redis.call('HSET', KEYS[3], 'deleted_at', ARGV[2])
-redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('ZADD', KEYS[6], ARGV[3], ARGV[4])
-return 1
-"""
-
-_RESTORE = """
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  if redis.call('HGET', KEYS[3], 'restored_from') == ARGV[1] then
-    return {'ok', cjson.encode(redis.call('HGETALL', KEYS[3]))}
+  redis.call('RENAME', KEYS[7], KEYS[1])
+  if redis.call('EXISTS', KEYS[8]) == 1 then redis.call('RENAME', KEYS[8], KEYS[2]) end
+  redis.call('HDEL', KEYS[1], 'deleted_at')
+  redis.call('HSET', KEYS[1], 'version', redis.call('INCR', KEYS[4]))
+  redis.call('ZREM', KEYS[6], ARGV[10])
+  redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'updated_score') or '0', ARGV[3])
+else
+  local size = tonumber(ARGV[9])
+  if mode == 'append' then
+    size = size + tonumber(redis.call('HGET', KEYS[1], 'size') or '0')
+  elseif mode == 'rewrite' then
+    redis.call('DEL', KEYS[2])
   end
-  return {'conflict', ''}
+  for i = 11, #ARGV, 1000 do
+    redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  end
+  if mode == 'header' then size = tonumber(redis.call('HGET', KEYS[1], 'size') or '0') end
+  redis.call('HSET', KEYS[1], 'id', ARGV[3], 'created_at', ARGV[4], 'updated_at', ARGV[5],
+    'updated_score', ARGV[6], 'title', ARGV[7], 'metadata', ARGV[8],
+    'count', redis.call('LLEN', KEYS[2]), 'size', size, 'version', redis.call('INCR', KEYS[4]))
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[3])
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('ZREM', KEYS[6], ARGV[1])
-  return {'gone', ''}
-end
-redis.call('RENAME', KEYS[1], KEYS[3])
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[4]) end
-redis.call('HDEL', KEYS[3], 'deleted_at')
-redis.call('HSET', KEYS[3], 'version', redis.call('INCR', KEYS[7]), 'restored_from', ARGV[1])
-redis.call('ZREM', KEYS[6], ARGV[1])
-redis.call('ZADD', KEYS[5], redis.call('HGET', KEYS[3], 'updated_score') or '0', ARGV[2])
-return {'ok', cjson.encode(redis.call('HGETALL', KEYS[3]))}
+if result == nil then result = cjson.encode(redis.call('HGETALL', KEYS[1])) end
+redis.call('SET', KEYS[5], result, 'EX', 600)
+return {'ok', result}
 """
 
 # The headers of some sessions as one JSON text (one reply to parse, not thousands).
@@ -137,10 +142,33 @@ end
 if #out == 0 then return '[]' end
 return cjson.encode(out)
 """
-LIST_CHUNK = 2000
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_WORD = re.compile(r"\w+", re.UNICODE)
 
 
-class RedisStore:
+class _Moved(Exception):
+    """The session changed between the read and the write of an optimistic write."""
+
+
+def _ns_of(key: str) -> str:
+    return key[: key.rfind("/") + 1]
+
+
+def _score(when: datetime) -> str:
+    return repr(when.timestamp())
+
+
+class RedisStore(BaseStore):
     """Sessions in Redis. Thread-safe (redis-py's connection pool); safe across processes.
 
     Args:
@@ -174,10 +202,9 @@ class RedisStore:
         except ValueError as exc:
             raise UsageError(f"Bad Redis URL {self.location}: {exc}") from None
         self._write_script = self._redis.register_script(_WRITE)
-        self._delete_script = self._redis.register_script(_DELETE)
-        self._restore_script = self._redis.register_script(_RESTORE)
         self._list_script = self._redis.register_script(_LIST)
-        self._seen = _db.SeenVersions()
+        self._renew_script = self._redis.register_script(_RENEW)
+        self._release_script = self._redis.register_script(_RELEASE)
         with self._guard():
             self._redis.ping()
 
@@ -191,353 +218,370 @@ class RedisStore:
         except self._errors as exc:
             raise _db.unavailable("Redis", self.location, exc) from exc
 
-    def _key(self, kind: str, name: str = "") -> str:
+    def _k(self, kind: str, name: str = "") -> str:
         return f"{self.prefix}{kind}{name}"
+
+    def _index(self, ns: str) -> str:
+        return self._k("index:", ns) if ns else self._k("index")
+
+    def _trash_zset(self, ns: str) -> str:
+        return self._k("trash:", ns) if ns else self._k("trash")
 
     def close(self) -> None:
         """Close the connections (the store reconnects if used again)."""
         self._redis.close()
 
-    def __enter__(self) -> RedisStore:
-        return self
+    def _info(self, key: str, h: dict[str, str]) -> SessionInfo:
+        """A header from its hash; a hash that cannot be read gives ``error`` set."""
+        try:
+            return SessionInfo(
+                id=key,
+                created_at=_db.from_iso(h["created_at"]),
+                updated_at=_db.from_iso(h["updated_at"]),
+                message_count=int(h.get("count", 0)),
+                title=h.get("title", ""),
+                size=int(h.get("size", 0)),
+                version=h.get("version", ""),
+                metadata=_db.load_json_object(h.get("metadata")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            reason = f"no {exc} field" if isinstance(exc, KeyError) else str(exc)
+            error = _db.corrupted(self._where(key), f"the header cannot be read ({reason})")
+            return SessionInfo(
+                id=key,
+                created_at=_EPOCH,
+                updated_at=_EPOCH,
+                message_count=None,
+                version=h.get("version", ""),
+                error=str(error),
+            )
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _where(self, key: str) -> str:
+        return f"{self.location}, session '{key}'"
 
-    def _info(self, session_id: str, h: dict[str, str]) -> SessionInfo:
-        return SessionInfo(
-            id=session_id,
-            created_at=_db.from_iso(h["created_at"]),
-            updated_at=_db.from_iso(h["updated_at"]),
-            message_count=int(h.get("count", 0)),
-            title=h.get("title", ""),
-            size=int(h.get("size", 0)),
-            version=h.get("version", ""),
-            metadata=_db.load_json_object(h.get("metadata")),
-        )
+    def _checked(self, info: SessionInfo) -> SessionInfo:
+        """``info``, or ``SessionCorruptedError`` when its header cannot be read."""
+        if info.error is not None:
+            raise SessionCorruptedError(info.error, path=self._where(info.id))
+        return info
 
-    @staticmethod
-    def _pairs(encoded: str) -> dict[str, str]:
-        flat = json.loads(encoded)
-        return dict(zip(flat[::2], flat[1::2], strict=True))
-
-    # -- reading ---------------------------------------------------------------------------------
-
-    def _snapshot(self, session_id: str) -> tuple[dict[str, str], list[str]] | None:
-        with self._guard():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hgetall(self._key("h:", session_id))
-            pipe.lrange(self._key("m:", session_id), 0, -1)
-            header, rows = pipe.execute()
-        return (header, rows) if header else None
-
-    def load(self, session_id: str) -> StoredSession | None:
-        """The session, or None when it does not exist."""
-        validate_session_id(session_id)
-        snap = self._snapshot(session_id)
-        if snap is None:
-            return None
-        header, rows = snap
-        messages = _db.decode_all(rows, f"{self.location}, session '{session_id}'")
-        info = self._info(session_id, header)
-        info.message_count = len(messages)
-        self._seen.set(session_id, info.version)
-        return StoredSession(info, messages)
-
-    def info(self, session_id: str) -> SessionInfo | None:
-        """The session's header, or None when it does not exist."""
-        validate_session_id(session_id)
-        with self._guard():
-            header = self._redis.hgetall(self._key("h:", session_id))
-        return self._info(session_id, header) if header else None
-
-    def exists(self, session_id: str) -> bool:
-        """True when the session exists."""
-        validate_session_id(session_id)
-        with self._guard():
-            return bool(self._redis.exists(self._key("h:", session_id)))
-
-    def list(self) -> list[SessionInfo]:
-        """Every session's header, newest activity first (read 2,000 at a time)."""
+    def _headers(self, keys: list[str]) -> list[SessionInfo]:
+        """The headers of ``keys`` that exist, in their order (one script call per chunk)."""
         out: list[SessionInfo] = []
         with self._guard():
-            ids = self._redis.zrange(self._key("index"), 0, -1)
-            for start in range(0, len(ids), LIST_CHUNK):
-                batch = ids[start : start + LIST_CHUNK]
-                found = self._list_script(keys=[], args=[self._key("h:"), *batch])
-                for sid, flat in json.loads(found):
-                    h = dict(zip(flat[::2], flat[1::2], strict=True))
-                    out.append(self._info(sid, h))
-        out.sort(key=lambda i: (i.updated_at, int(i.version or 0)), reverse=True)
+            for start in range(0, len(keys), LIST_CHUNK):
+                batch = keys[start : start + LIST_CHUNK]
+                found = self._list_script(keys=[], args=[self._k("h:"), *batch])
+                for key, flat in json.loads(found):
+                    out.append(self._info(key, dict(zip(flat[::2], flat[1::2], strict=True))))
         return out
 
-    # -- writing ---------------------------------------------------------------------------------
+    def _decode(self, key: str, rows: list[str]) -> list[Message]:
+        return _db.decode_all(rows, self._where(key))
+
+    # -- primitives (see BaseStore) --------------------------------------------------------------
+
+    def _read(self, key: str) -> StoredSession | None:
+        with self._guard():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hgetall(self._k("h:", key))
+            pipe.lrange(self._k("m:", key), 0, -1)
+            header, rows = pipe.execute()
+        if not header:
+            return None
+        info = self._checked(self._info(key, header))
+        messages = self._decode(key, rows)
+        info.message_count = len(messages)
+        return StoredSession(info, messages)
+
+    def _read_info(self, key: str) -> SessionInfo | None:
+        with self._guard():
+            header = self._redis.hgetall(self._k("h:", key))
+        return self._info(key, header) if header else None
+
+    def _exists(self, key: str) -> bool:
+        with self._guard():
+            return bool(self._redis.exists(self._k("h:", key)))
+
+    def _list(self, ns: str) -> list[SessionInfo]:
+        with self._guard():
+            keys = self._redis.zrange(self._index(ns), 0, -1)
+        return self._headers(keys)
+
+    def _page(self, ns: str, limit: int, after: tuple[datetime, str] | None) -> list[SessionInfo]:
+        """Keyset paging over the namespace's index: (score, key) below ``after``, newest first.
+        Members of one score come in reverse key order, as the contract's tie-break wants."""
+        index = self._index(ns)
+        with self._guard():
+            if after is None:
+                keys = self._redis.zrevrangebyscore(index, "+inf", "-inf", start=0, num=limit)
+            else:
+                score = _score(after[0])
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.zrevrangebyscore(index, score, score)
+                pipe.zrevrangebyscore(index, f"({score}", "-inf", start=0, num=limit)
+                same, older = pipe.execute()
+                keys = [k for k in same if k < after[1]][:limit] + older
+        return self._headers(keys[:limit])
+
+    def _transact(self, key: str, fn: Callable[[Writer], T]) -> T:
+        """Optimistic: ``fn`` reads through a writer that remembers the version it saw, and each
+        write applies only if the session is still at that version, else ``fn`` runs again."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                return fn(_RedisWriter(self, key))
+            except _Moved:
+                if attempt >= 2:  # many writers at once: step aside a little, at random
+                    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+        raise StoreUnavailableError(
+            f"Could not write session '{key.rsplit('/', 1)[-1]}' in the Redis session store at "
+            f"{self.location}: other writers changed it {WRITE_ATTEMPTS} times in a row while "
+            "this write was prepared. Retry; if it persists, fewer processes should write to "
+            "one session at a time (use turn_lock)"
+        )
 
     def _run_write(
         self,
-        session_id: str,
+        key: str,
         mode: str,
-        new: list[Message],
+        messages: list[Message],
         *,
-        title: str,
-        keep_title: bool = True,
-        expected_count: int | None = None,
-        expected_version: str = "",
-        metadata: dict[str, Any] | None = None,
-        created_at: datetime | None = None,
-        token: str,
+        seen: str,
+        header: Header | None = None,
+        member: str = "",
+        token: str | None = None,
     ) -> list[str]:
-        encoded = [_db.encode(m) for m in new]
-        now = utcnow()
+        """Run the write script: ``[status, value]`` ("ok" with the header JSON (or "1" for a
+        trash), "moved" with the current version, "gone" when the trash entry is no more)."""
+        encoded = [_db.encode(m) for m in messages]
+        ns = _ns_of(key)
+        when = header.updated_at if header is not None else utcnow()  # a trash: deleted_at
+        created = _db.iso(header.created_at) if header is not None else ""
+        title = header.title if header is not None else ""
+        meta = json.dumps(header.metadata) if header is not None else ""
         args: list[Any] = [
             mode,
-            "" if expected_count is None else expected_count,
-            expected_version,
-            _db.iso(now),
-            repr(now.timestamp()),
-            "" if metadata is None else json.dumps(metadata),
+            seen,
+            key,
+            created,
+            _db.iso(when),
+            _score(when),
             title,
-            "1" if keep_title else "0",
+            meta,
             sum(len(e.encode("utf-8")) for e in encoded),
-            "" if created_at is None else _db.iso(created_at),
-            session_id,
+            member,
             *encoded,
         ]
         assert len(args) - len(encoded) == _FIXED_ARGS
         keys = [
-            self._key("h:", session_id),
-            self._key("m:", session_id),
-            self._key("index"),
-            self._key("seq"),
-            self._key("w:", token),
+            self._k("h:", key),
+            self._k("m:", key),
+            self._index(ns),
+            self._k("seq"),
+            self._k("w:", token or uuid.uuid4().hex),
+            self._trash_zset(ns),
+            self._k("th:", member),
+            self._k("tm:", member),
         ]
         with self._guard():
             return self._write_script(keys=keys, args=args)
 
-    def _done(self, session_id: str, encoded: str) -> SessionInfo:
-        info = self._info(session_id, self._pairs(encoded))
-        self._seen.set(session_id, info.version)
-        return info
-
-    def append(
-        self,
-        session_id: str,
-        messages: list[Message],
-        *,
-        expected_count: int | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> SessionInfo:
-        """Add ``messages`` at the end atomically (creates the session)."""
-        validate_session_id(session_id)
-        new = validate_messages(messages)
-        status, value = self._run_write(
-            session_id,
-            "append",
-            new,
-            title=make_title(new),
-            expected_count=expected_count,
-            metadata=metadata,
-            token=uuid.uuid4().hex,
-        )
-        if status == "conflict":
-            assert expected_count is not None
-            raise _db.count_conflict(session_id, expected_count, int(value))
-        return self._done(session_id, value)
-
-    def replace(
-        self,
-        session_id: str,
-        messages: list[Message],
-        *,
-        force: bool = False,
-        metadata: dict[str, Any] | None = None,
-        created_at: datetime | None = None,
-    ) -> SessionInfo:
-        """Rewrite the session; raises ``SessionConflictError`` rather than lose newer data.
-
-        ``created_at`` overrides the creation time, for copies between stores.
-        """
-        validate_session_id(session_id)
-        new = validate_messages(messages)
-        seen = None if force else self._seen.get(session_id)
-        expected = seen or ""
-        token = uuid.uuid4().hex
-        while True:
-            status, value = self._run_write(
-                session_id,
-                "replace",
-                new,
-                title=_db.replace_title("", new),
-                keep_title=any(m.get("role") == "user" for m in new),
-                expected_version=expected,
-                metadata=metadata,
-                created_at=_db.to_utc(created_at),
-                token=token,
-            )
-            if status == "ok":
-                return self._done(session_id, value)
-            snap = self._snapshot(session_id)  # changed since seen: check it only grew
-            if snap is None:
-                expected = ""
-                continue
-            header, rows = snap
-            stored = _db.decode_all(rows, f"{self.location}, session '{session_id}'")
-            if stored != new[: len(stored)]:
-                raise _db.replace_conflict(session_id, len(new), len(stored))
-            expected = header.get("version", "")
-
-    # -- trash -----------------------------------------------------------------------------------
-
-    def delete(self, session_id: str) -> bool:
-        """Move the session to the trash; False when it did not exist."""
-        validate_session_id(session_id)
-        now = utcnow()
-        tkey = f"{session_id}:{uuid.uuid4().hex[:12]}"
-        keys = [
-            self._key("h:", session_id),
-            self._key("m:", session_id),
-            self._key("th:", tkey),
-            self._key("tm:", tkey),
-            self._key("index"),
-            self._key("trash"),
-        ]
+    def _trash_entries(self, ns: str, key: str | None) -> list[TrashedSession]:
         with self._guard():
-            done = self._delete_script(
-                keys=keys, args=[session_id, _db.iso(now), repr(now.timestamp()), tkey]
-            )
-        self._seen.forget(session_id)
-        return bool(done)
-
-    def _trash(self, session_id: str | None = None) -> list[TrashedSession]:
-        with self._guard():
-            keys = self._redis.zrevrange(self._key("trash"), 0, -1)
-            if session_id is not None:
-                keys = [k for k in keys if k.rpartition(":")[0] == session_id]
+            members = self._redis.zrevrange(self._trash_zset(ns), 0, -1)
+            if key is not None:
+                members = [m for m in members if m.rpartition(":")[0] == key]
             pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.hmget(self._key("th:", key), "deleted_at", "count", "title")
-            rows = pipe.execute() if keys else []
+            for member in members:
+                pipe.hmget(self._k("th:", member), "deleted_at", "count", "title")
+            rows = pipe.execute() if members else []
         out = []
-        for key, (deleted, count, title) in zip(keys, rows, strict=True):
+        for member, (deleted, count, title) in zip(members, rows, strict=True):
             if deleted is None:
                 continue
-            sid = key.rpartition(":")[0]
             out.append(
-                TrashedSession(sid, _db.from_iso(deleted), int(count or 0), title or "", key)
+                TrashedSession(
+                    member.rpartition(":")[0],
+                    _db.from_iso(deleted),
+                    int(count or 0),
+                    title or "",
+                    member,
+                )
             )
         out.sort(key=lambda t: t.deleted_at, reverse=True)
         return out
 
-    def list_trash(self) -> list[TrashedSession]:
-        """Deleted sessions, most recently deleted first."""
-        return self._trash()
-
-    def restore(self, session_id: str) -> SessionInfo:
-        """Bring back the most recently deleted ``session_id``."""
-        validate_session_id(session_id)
-        while True:
-            entries = self._trash(session_id)
-            if not entries:
-                raise _db.not_in_trash(session_id)
-            tkey = entries[0].key
-            keys = [
-                self._key("th:", tkey),
-                self._key("tm:", tkey),
-                self._key("h:", session_id),
-                self._key("m:", session_id),
-                self._key("index"),
-                self._key("trash"),
-                self._key("seq"),
-            ]
-            with self._guard():
-                status, value = self._restore_script(keys=keys, args=[tkey, session_id])
-            if status == "conflict":
-                raise _db.restore_conflict(session_id)
-            if status == "ok":
-                return self._done(session_id, value)
-            # "gone": purged or restored by another process meanwhile: look again
-
-    def purge(
-        self, session_id: str | None = None, *, older_than: timedelta | None = None
-    ) -> list[TrashedSession]:
-        """Delete trashed sessions for good (one id's, older ones, or all); returns them."""
-        if session_id is not None:
-            validate_session_id(session_id)
-        cutoff = utcnow() - older_than if older_than is not None else None
-        entries = [t for t in self._trash(session_id) if cutoff is None or t.deleted_at <= cutoff]
+    def _purge(self, entries: list[TrashedSession]) -> None:
+        if not entries:
+            return
         with self._guard():
             pipe = self._redis.pipeline(transaction=True)
             for t in entries:
-                pipe.delete(self._key("th:", t.key), self._key("tm:", t.key))
-                pipe.zrem(self._key("trash"), t.key)
-            if entries:
-                pipe.execute()
-        return entries
+                pipe.delete(self._k("th:", t.key), self._k("tm:", t.key))
+                pipe.zrem(self._trash_zset(_ns_of(t.key.rpartition(":")[0])), t.key)
+            pipe.execute()
 
-    # -- search ----------------------------------------------------------------------------------
-
-    def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
-        """Messages of live sessions containing every word of ``query`` (the last as a
-        prefix), case- and accent-insensitive; most occurrences (per length) first."""
-        words = [_db.fold(w) for w in _db.query_words(query)]
-        if not words or limit <= 0:
-            return []
+    def _search(self, ns: str, terms: list[list[str]], limit: int) -> list[SearchHit]:
+        """A scan of the namespace's sessions, term by term (see the module docstring)."""
+        phrases = [[fold(w) for w in phrase] for phrase in terms]
         hits: list[SearchHit] = []
         with self._guard():
-            ids = self._redis.zrange(self._key("index"), 0, -1)
-            for start in range(0, len(ids), 100):
-                batch = ids[start : start + 100]
+            keys = self._redis.zrange(self._index(ns), 0, -1)
+            for start in range(0, len(keys), SEARCH_CHUNK):
+                batch = keys[start : start + SEARCH_CHUNK]
                 pipe = self._redis.pipeline(transaction=False)
-                for sid in batch:
-                    pipe.lrange(self._key("m:", sid), 0, -1)
-                for sid, rows in zip(batch, pipe.execute(), strict=True):
+                for key in batch:
+                    pipe.lrange(self._k("m:", key), 0, -1)
+                for key, rows in zip(batch, pipe.execute(), strict=True):
                     for idx, row in enumerate(rows):
-                        hit = _match(sid, idx, row, words)
+                        hit = _match(key, idx, row, phrases)
                         if hit is not None:
                             hits.append(hit)
         hits.sort(key=lambda h: (-h.score, h.session_id, h.index))
         return hits[:limit]
 
+    @contextlib.contextmanager
+    def _turn_lock(self, key: str, timeout: float | None, lease: float) -> Iterator[None]:
+        """``SET NX PX`` with a random token, polled until ``timeout``; renewed every
+        ``lease / 3`` while held, released only by its holder. A killed holder's lock expires
+        after ``lease`` seconds."""
+        lock, token = self._k("lock:", key), uuid.uuid4().hex
+        lease_ms = max(1, int(lease * 1000))
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        pause = 0.01
+        while True:
+            with self._guard():
+                if self._redis.set(lock, token, nx=True, px=lease_ms):
+                    break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise busy(key)
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, 0.25)
+        stop = threading.Event()
 
-def _match(session_id: str, idx: int, row: str, words: list[str]) -> SearchHit | None:
-    """Score one stored message against the folded query words (None when it does not match)."""
-    if row.isascii():  # cheap pre-check on the raw JSON before parsing it
+        def renew() -> None:
+            while not stop.wait(lease / 3):
+                try:
+                    if not self._renew_script(keys=[lock], args=[token, lease_ms]):
+                        return  # lost (expired and taken): nothing left to renew
+                except Exception:  # noqa: BLE001 - a server away for a moment: try again
+                    continue
+
+        renewer = threading.Thread(target=renew, name=f"scratchy-lease-{key}", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join(timeout=1)
+            with contextlib.suppress(*self._errors):
+                self._release_script(keys=[lock], args=[token])
+
+
+class _RedisWriter:
+    """One session, optimistically (see :class:`~scratchy.stores.base.Writer`): it reads the
+    header once, remembers its version, and every write applies only at that version."""
+
+    def __init__(self, store: RedisStore, key: str) -> None:
+        self.store, self.key = store, key
+        with store._guard():
+            self.raw = store._redis.hgetall(store._k("h:", key))
+        self.seen = self.raw.get("version", "") if self.raw else ""
+
+    def current(self) -> SessionInfo | None:
+        if not self.raw:
+            return None
+        return self.store._checked(self.store._info(self.key, self.raw))
+
+    def messages(self) -> list[Message]:
+        if not self.raw:
+            return []
+        store = self.store
+        with store._guard():
+            pipe = store._redis.pipeline(transaction=True)
+            pipe.hget(store._k("h:", self.key), "version")
+            pipe.lrange(store._k("m:", self.key), 0, -1)
+            version, rows = pipe.execute()
+        if (version or "") != self.seen:
+            raise _Moved
+        return store._decode(self.key, rows)
+
+    def _write(self, mode: str, messages: list[Message], **options: Any) -> str:
+        status, value = self.store._run_write(self.key, mode, messages, seen=self.seen, **options)
+        if status != "ok":
+            raise _Moved
+        return value
+
+    def _result(self, mode: str, messages: list[Message], **options: Any) -> SessionInfo:
+        flat = json.loads(self._write(mode, messages, **options))
+        return self.store._info(self.key, dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    def append(self, new: list[Message], header: Header) -> SessionInfo:
+        return self._result("append", new, header=header)
+
+    def rewrite(self, messages: list[Message], header: Header) -> SessionInfo:
+        return self._result("rewrite", messages, header=header)
+
+    def set_header(self, header: Header) -> SessionInfo:
+        return self._result("header", [], header=header)
+
+    def trash(self) -> bool:
+        if not self.raw:
+            return False
+        self._write("trash", [], member=f"{self.key}:{uuid.uuid4().hex[:12]}")
+        return True
+
+    def untrash(self, entry: TrashedSession) -> SessionInfo:
+        return self._result("untrash", [], member=entry.key)
+
+
+def _match(key: str, idx: int, row: str, phrases: list[list[str]]) -> SearchHit | None:
+    """Score one stored message against the folded query phrases (None when it does not match):
+    every phrase must occur as consecutive words, the last one-word phrase as a prefix."""
+    if row.isascii() and "\\u" not in row:  # cheap pre-check on the raw JSON before parsing it
         lowered = row.lower()
-        if not all(w in lowered for w in words):
+        if not all(w in lowered for phrase in phrases for w in phrase):
             return None
     try:
         message = json.loads(row)
     except ValueError:
         return None
-    text = _db.search_text(message)
-    spans = [(m.start(), m.end(), _db.fold(m.group())) for m in _db.WORD.finditer(text)]
-    *whole, last = words
-    matched = [i for i, (_, _, tok) in enumerate(spans) if tok in whole or tok.startswith(last)]
-    found = {spans[i][2] for i in matched}
-    if not all(w in found for w in whole) or not any(t.startswith(last) for t in found):
+    if not isinstance(message, dict):
         return None
-    length = len(spans)
+    text = search_text(message)
+    spans = [(m.start(), m.end(), fold(m.group())) for m in _WORD.finditer(text)]
+    words = [tok for _, _, tok in spans]
+    marked: set[int] = set()
     score = 0.0
-    for w in words:
-        tf = sum(1 for _, _, tok in spans if tok == w or (w == last and tok.startswith(w)))
+    length = len(spans)
+    for n, phrase in enumerate(phrases):
+        prefix = n == len(phrases) - 1 and len(phrase) == 1
+        starts = [
+            i
+            for i in range(len(words) - len(phrase) + 1)
+            if (words[i].startswith(phrase[0]) if prefix else words[i] == phrase[0])
+            and words[i + 1 : i + len(phrase)] == phrase[1:]
+        ]
+        if not starts:
+            return None
+        for i in starts:
+            marked.update(range(i, i + len(phrase)))
+        tf = len(starts)
         score += tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * length / 30))
-    return SearchHit(
-        session_id, idx, str(message.get("role", "")), _snippet(text, spans, matched), score
-    )
+    return SearchHit(key, idx, str(message.get("role", "")), _snippet(text, spans, marked), score)
 
 
-def _snippet(text: str, spans: list[tuple[int, int, str]], matched: list[int]) -> str:
+def _snippet(text: str, spans: list[tuple[int, int, str]], marked: set[int]) -> str:
     """About twelve words around the first match, matches wrapped in ``[`` ``]``."""
-    first = matched[0]
-    lo = max(0, first - 3)
+    lo = max(0, min(marked) - 3)
     hi = min(len(spans), lo + 12)
-    marks = set(matched)
     out = ["…"] if lo > 0 else []
     pos = spans[lo][0]
     for i in range(lo, hi):
         start, end, _ = spans[i]
         out.append(text[pos:start])
-        out.append(f"[{text[start:end]}]" if i in marks else text[start:end])
+        out.append(f"[{text[start:end]}]" if i in marked else text[start:end])
         pos = end
     if hi < len(spans):
         out.append(text[pos : spans[hi][0]].rstrip() + "…")

@@ -29,22 +29,27 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreUnavailableError, UsageError
-from ..messages import Message, validate_messages
+from ..messages import Message
 from . import _db
 from .base import (
+    BaseStore,
+    Header,
     SearchHit,
     SessionInfo,
     StoredSession,
+    T,
     TrashedSession,
-    make_title,
+    Writer,
+    file_turn_lock,
+    fts5_query,
+    search_text,
     utcnow,
-    validate_session_id,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore"]
@@ -52,9 +57,20 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore"]
 BUSY_TIMEOUT_MS = 30_000
 _HEADER = "id, created_at, updated_at, message_count, title, size, version, metadata"
 
+
+def _split_cjk_text(db: sqlite3.Connection) -> None:
+    """Migration 3: re-derive the search text of messages with non-ASCII text (CJK split)."""
+    rows = [r for r in db.execute("SELECT mid, data, text FROM messages") if not r[2].isascii()]
+    db.executemany(
+        "UPDATE messages SET text=? WHERE mid=?",
+        ((search_text(json.loads(data)), mid) for mid, data, _ in rows),
+    )
+    db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
+
+
 # Each migration is a list of statements run in one transaction, in order. Never edit a released
 # migration: add a new one (and a test that upgrades a database written by the previous version).
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+MIGRATIONS: list[tuple[int, str, list[Any]]] = [
     (
         1,
         "sessions and messages",
@@ -105,6 +121,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
         ],
     ),
+    (3, "search text: Chinese/Japanese/Korean characters one by one", [_split_cjk_text]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -125,7 +142,7 @@ def path_from_url(url: str) -> Path:
     return Path(path).expanduser().absolute()
 
 
-class SQLiteStore:
+class SQLiteStore(BaseStore):
     """Sessions in an SQLite database. Thread-safe; safe across processes.
 
     Args:
@@ -138,7 +155,6 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._seen = _db.SeenVersions()
         self._pid = os.getpid()
         self._conn()  # create and migrate now: errors show up where the store is opened
 
@@ -199,7 +215,10 @@ class SQLiteStore:
                 if version <= current:
                     continue
                 for statement in statements:
-                    db.execute(statement)
+                    if callable(statement):
+                        statement(db)
+                    else:
+                        db.execute(statement)
                 db.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                     (version, name, _db.iso(utcnow())),
@@ -233,9 +252,13 @@ class SQLiteStore:
             raise self._unavailable(exc) from exc
 
     @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: every query inside sees the same snapshot."""
+    def _read_tx(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees the same snapshot (inside a write
+        transaction of this thread, that transaction's view)."""
         db = self._conn()
+        if db.in_transaction:
+            yield db
+            return
         try:
             db.execute("BEGIN")
             yield db
@@ -254,13 +277,7 @@ class SQLiteStore:
                 db.close()
         self._local = threading.local()
 
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- reading -------------------------------------------------------------------------------
+    # -- primitives (see BaseStore) -------------------------------------------------------------
 
     def _info(self, row: tuple[Any, ...]) -> SessionInfo:
         sid, created, updated, count, title, size, version, meta = row
@@ -275,257 +292,203 @@ class SQLiteStore:
             metadata=_db.load_json_object(meta),
         )
 
-    def _header(self, db: sqlite3.Connection, session_id: str) -> tuple[int, SessionInfo] | None:
+    def _header(self, db: sqlite3.Connection, key: str) -> tuple[int, SessionInfo] | None:
         row = db.execute(
-            f"SELECT pk, {_HEADER} FROM sessions WHERE id=? AND deleted_at IS NULL", (session_id,)
+            f"SELECT pk, {_HEADER} FROM sessions WHERE id=? AND deleted_at IS NULL", (key,)
         ).fetchone()
         return None if row is None else (row[0], self._info(row[1:]))
 
-    def _messages(self, db: sqlite3.Connection, pk: int) -> list[str]:
-        rows = db.execute("SELECT data FROM messages WHERE session_pk=? ORDER BY idx", (pk,))
-        return [r[0] for r in rows]
+    def _messages(self, db: sqlite3.Connection, pk: int, key: str) -> list[Message]:
+        rows = [
+            r[0]
+            for r in db.execute("SELECT data FROM messages WHERE session_pk=? ORDER BY idx", (pk,))
+        ]
+        return _db.decode_all(rows, f"{self.location}, session '{key}'")
 
-    def load(self, session_id: str) -> StoredSession | None:
-        """The session, or None when it does not exist."""
-        validate_session_id(session_id)
-        with self._read() as db:
-            found = self._header(db, session_id)
+    def _read(self, key: str) -> StoredSession | None:
+        with self._read_tx() as db:
+            found = self._header(db, key)
             if found is None:
                 return None
             pk, info = found
-            rows = self._messages(db, pk)
-        messages = _db.decode_all(rows, f"{self.location}, session '{session_id}'")
-        self._seen.set(session_id, info.version)
-        return StoredSession(info, messages)
+            return StoredSession(info, self._messages(db, pk, key))
 
-    def info(self, session_id: str) -> SessionInfo | None:
-        """The session's header, or None when it does not exist."""
-        validate_session_id(session_id)
-        with self._read() as db:
-            found = self._header(db, session_id)
+    def _read_info(self, key: str) -> SessionInfo | None:
+        with self._read_tx() as db:
+            found = self._header(db, key)
         return None if found is None else found[1]
 
-    def exists(self, session_id: str) -> bool:
-        """True when the session exists."""
-        validate_session_id(session_id)
-        with self._read() as db:
+    def _exists(self, key: str) -> bool:
+        with self._read_tx() as db:
             row = db.execute(
-                "SELECT 1 FROM sessions WHERE id=? AND deleted_at IS NULL", (session_id,)
+                "SELECT 1 FROM sessions WHERE id=? AND deleted_at IS NULL", (key,)
             ).fetchone()
         return row is not None
 
-    def list(self) -> list[SessionInfo]:
-        """Every session's header, newest activity first."""
-        with self._read() as db:
+    @staticmethod
+    def _in_ns(ns: str, column: str = "id") -> tuple[str, tuple[Any, ...]]:
+        """SQL restricting ``column`` to the ids of namespace ``ns`` ("" = no "/" in the id)."""
+        if not ns:
+            return f"instr({column}, '/')=0", ()
+        return (
+            f"substr({column}, 1, ?)=? AND instr(substr({column}, ?), '/')=0",
+            (len(ns), ns, len(ns) + 1),
+        )
+
+    def _list(self, ns: str) -> list[SessionInfo]:
+        where, args = self._in_ns(ns)
+        with self._read_tx() as db:
             rows = db.execute(
-                f"SELECT {_HEADER} FROM sessions WHERE deleted_at IS NULL "
-                "ORDER BY updated_at DESC, version DESC"
+                f"SELECT {_HEADER} FROM sessions WHERE deleted_at IS NULL AND {where}", args
             ).fetchall()
         return [self._info(r) for r in rows]
 
-    # -- writing -------------------------------------------------------------------------------
+    def _page(self, ns: str, limit: int, after: tuple[datetime, str] | None) -> list[SessionInfo]:
+        where, args = self._in_ns(ns)
+        if after is not None:
+            where += " AND (updated_at, id) < (?, ?)"
+            args = (*args, _db.iso(after[0]), after[1])
+        with self._read_tx() as db:
+            rows = db.execute(
+                f"SELECT {_HEADER} FROM sessions WHERE deleted_at IS NULL AND {where} "
+                "ORDER BY updated_at DESC, id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [self._info(r) for r in rows]
+
+    def _transact(self, key: str, fn: Callable[[Writer], T]) -> T:
+        with self._write() as db:
+            return fn(_SQLiteWriter(self, db, key))
 
     def _next_version(self, db: sqlite3.Connection) -> int:
         return db.execute(
             "UPDATE counters SET value=value+1 WHERE name='version' RETURNING value"
         ).fetchone()[0]
 
-    def _insert(
-        self, db: sqlite3.Connection, pk: int, start: int, messages: list[Message]
-    ) -> tuple[int, list[str]]:
-        encoded = [_db.encode(m) for m in messages]
-        db.executemany(
-            "INSERT INTO messages (session_pk, idx, role, data, text) VALUES (?, ?, ?, ?, ?)",
-            (
-                (pk, start + i, m["role"], data, _db.search_text(m))
-                for i, (m, data) in enumerate(zip(messages, encoded, strict=True))
-            ),
-        )
-        return sum(len(d.encode("utf-8")) for d in encoded), encoded
-
-    def _create(self, db: sqlite3.Connection, session_id: str, created: str) -> int:
-        cur = db.execute(
-            "INSERT INTO sessions (id, created_at, updated_at, version) VALUES (?, ?, ?, 0)",
-            (session_id, created, created),
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
-
-    def _finish(
-        self,
-        db: sqlite3.Connection,
-        session_id: str,
-        pk: int,
-        sets: dict[str, Any],
-    ) -> SessionInfo:
-        sets["version"] = self._next_version(db)
-        sets["updated_at"] = _db.iso(utcnow())
-        assignments = ", ".join(f"{k}=?" for k in sets)
-        row = db.execute(
-            f"UPDATE sessions SET {assignments} WHERE pk=? RETURNING {_HEADER}",
-            (*sets.values(), pk),
-        ).fetchone()
-        info = self._info(row)
-        self._seen.set(session_id, info.version)
-        return info
-
-    def append(
-        self,
-        session_id: str,
-        messages: list[Message],
-        *,
-        expected_count: int | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> SessionInfo:
-        """Add ``messages`` at the end in one transaction (creates the session)."""
-        validate_session_id(session_id)
-        new = validate_messages(messages)
-        meta = None if metadata is None else json.dumps(metadata)
-        with self._write() as db:
-            found = self._header(db, session_id)
-            count = (found[1].message_count or 0) if found else 0
-            if expected_count is not None and count != expected_count:
-                raise _db.count_conflict(session_id, expected_count, count)
-            pk = found[0] if found else self._create(db, session_id, _db.iso(utcnow()))
-            size, _ = self._insert(db, pk, count, new)
-            sets: dict[str, Any] = {"message_count": count + len(new)}
-            sets["size"] = (found[1].size if found else 0) + size
-            if not (found and found[1].title):
-                sets["title"] = make_title(new)
-            if meta is not None:
-                sets["metadata"] = meta
-            return self._finish(db, session_id, pk, sets)
-
-    def replace(
-        self,
-        session_id: str,
-        messages: list[Message],
-        *,
-        force: bool = False,
-        metadata: dict[str, Any] | None = None,
-        created_at: Any = None,
-    ) -> SessionInfo:
-        """Rewrite the session; raises ``SessionConflictError`` rather than lose newer data.
-
-        Only the messages after the first difference are rewritten. ``created_at`` (a datetime)
-        overrides the creation time, for copies between stores.
-        """
-        validate_session_id(session_id)
-        new = validate_messages(messages)
-        created = _db.to_utc(created_at)
-        with self._write() as db:
-            found = self._header(db, session_id)
-            stored: list[str] = []
-            if found is not None:
-                pk, info = found
-                stored = self._messages(db, pk)
-                seen = self._seen.get(session_id)
-                if not force and seen is not None and seen != info.version:
-                    where = f"{self.location}, session '{session_id}'"
-                    old = _db.decode_all(stored, where)
-                    if old != new[: len(old)]:
-                        raise _db.replace_conflict(session_id, len(new), len(old))
-            else:
-                pk = self._create(db, session_id, _db.iso(created or utcnow()))
-            encoded = [_db.encode(m) for m in new]
-            keep = _db.first_difference(stored, encoded)
-            if keep < len(stored):
-                db.execute("DELETE FROM messages WHERE session_pk=? AND idx>=?", (pk, keep))
-            self._insert(db, pk, keep, new[keep:])
-            sets: dict[str, Any] = {
-                "message_count": len(new),
-                "size": sum(len(d.encode("utf-8")) for d in encoded),
-                "title": _db.replace_title(found[1].title if found else "", new),
-            }
-            if metadata is not None:
-                sets["metadata"] = json.dumps(metadata)
-            if created is not None:
-                sets["created_at"] = _db.iso(created)
-            return self._finish(db, session_id, pk, sets)
-
-    # -- trash -----------------------------------------------------------------------------------
-
-    def delete(self, session_id: str) -> bool:
-        """Move the session to the trash; False when it did not exist."""
-        validate_session_id(session_id)
-        with self._write() as db:
-            cur = db.execute(
-                "UPDATE sessions SET deleted_at=? WHERE id=? AND deleted_at IS NULL",
-                (_db.iso(utcnow()), session_id),
-            )
-        self._seen.forget(session_id)
-        return cur.rowcount > 0
-
-    def _trash(self, db: sqlite3.Connection, session_id: str | None) -> list[TrashedSession]:
-        where = "deleted_at IS NOT NULL" + (" AND id=?" if session_id else "")
-        rows = db.execute(
-            f"SELECT pk, id, deleted_at, message_count, title FROM sessions WHERE {where} "
-            "ORDER BY deleted_at DESC, pk DESC",
-            (session_id,) if session_id else (),
-        ).fetchall()
+    def _trash_entries(self, ns: str, key: str | None) -> list[TrashedSession]:
+        where, args = ("id=?", (key,)) if key is not None else self._in_ns(ns)
+        with self._read_tx() as db:
+            rows = db.execute(
+                f"SELECT pk, id, deleted_at, message_count, title FROM sessions "
+                f"WHERE deleted_at IS NOT NULL AND {where} ORDER BY deleted_at DESC, pk DESC",
+                args,
+            ).fetchall()
         return [
             TrashedSession(sid, _db.from_iso(deleted), count, title, str(pk))
             for pk, sid, deleted, count, title in rows
         ]
 
-    def list_trash(self) -> list[TrashedSession]:
-        """Deleted sessions, most recently deleted first."""
-        with self._read() as db:
-            return self._trash(db, None)
-
-    def restore(self, session_id: str) -> SessionInfo:
-        """Bring back the most recently deleted ``session_id``."""
-        validate_session_id(session_id)
+    def _purge(self, entries: list[TrashedSession]) -> None:
+        keys = [(int(t.key),) for t in entries]
         with self._write() as db:
-            entries = self._trash(db, session_id)
-            if not entries:
-                raise _db.not_in_trash(session_id)
-            if self._header(db, session_id) is not None:
-                raise _db.restore_conflict(session_id)
-            pk = int(entries[0].key)
-            version = self._next_version(db)
-            row = db.execute(
-                f"UPDATE sessions SET deleted_at=NULL, version=? WHERE pk=? RETURNING {_HEADER}",
-                (version, pk),
-            ).fetchone()
-        info = self._info(row)
-        self._seen.set(session_id, info.version)
-        return info
-
-    def purge(
-        self, session_id: str | None = None, *, older_than: timedelta | None = None
-    ) -> list[TrashedSession]:
-        """Delete trashed sessions for good (one id's, older ones, or all); returns them."""
-        if session_id is not None:
-            validate_session_id(session_id)
-        cutoff = utcnow() - older_than if older_than is not None else None
-        with self._write() as db:
-            entries = [
-                t for t in self._trash(db, session_id) if cutoff is None or t.deleted_at <= cutoff
-            ]
-            keys = [(int(t.key),) for t in entries]
             db.executemany("DELETE FROM messages WHERE session_pk=?", keys)
-            db.executemany("DELETE FROM sessions WHERE pk=?", keys)
-        return entries
+            db.executemany("DELETE FROM sessions WHERE pk=? AND deleted_at IS NOT NULL", keys)
 
-    # -- search ----------------------------------------------------------------------------------
-
-    def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
-        """Messages of live sessions matching every word of ``query`` (prefix match on the
-        last), best BM25 score first; snippets mark matches with ``[`` ``]``."""
-        words = _db.query_words(query)
-        if not words or limit <= 0:
-            return []
-        quoted = [f'"{w}"' for w in words]
-        quoted[-1] += "*"
-        with self._read() as db:
+    def _search(self, ns: str, terms: list[list[str]], limit: int) -> list[SearchHit]:
+        """BM25 over the FTS5 index of live sessions; snippets mark matches with ``[`` ``]``."""
+        where, args = self._in_ns(ns, "s.id")
+        with self._read_tx() as db:
             rows = db.execute(
                 "SELECT s.id, m.idx, m.role, snippet(messages_fts, 0, '[', ']', '…', 12), "
                 "bm25(messages_fts) AS rank FROM messages_fts "
                 "JOIN messages m ON m.mid = messages_fts.rowid "
                 "JOIN sessions s ON s.pk = m.session_pk "
-                "WHERE messages_fts MATCH ? AND s.deleted_at IS NULL "
+                f"WHERE messages_fts MATCH ? AND s.deleted_at IS NULL AND {where} "
                 "ORDER BY rank, s.id, m.idx LIMIT ?",
-                (" ".join(quoted), limit),
+                (fts5_query(terms), *args, limit),
             ).fetchall()
         return [SearchHit(sid, idx, role, snip, -score) for sid, idx, role, snip, score in rows]
+
+    def _turn_lock(self, key: str, timeout: float | None, lease: float) -> Any:
+        return file_turn_lock(self.path.with_name(self.path.name + ".locks"), key, timeout)
+
+
+class _SQLiteWriter:
+    """One session inside a ``BEGIN IMMEDIATE`` transaction (see ``base.Writer``)."""
+
+    def __init__(self, store: SQLiteStore, db: sqlite3.Connection, key: str) -> None:
+        self.store, self.db, self.key = store, db, key
+        self.found = store._header(db, key)
+
+    def current(self) -> SessionInfo | None:
+        return self.found[1] if self.found else None
+
+    def messages(self) -> list[Message]:
+        return self.store._messages(self.db, self.found[0], self.key) if self.found else []
+
+    def _pk(self, header: Header) -> int:
+        if self.found is not None:
+            return self.found[0]
+        cur = self.db.execute(
+            "INSERT INTO sessions (id, created_at, updated_at, version) VALUES (?, ?, ?, 0)",
+            (self.key, _db.iso(header.created_at), _db.iso(header.updated_at)),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def _insert(self, pk: int, start: int, messages: list[Message]) -> int:
+        encoded = [_db.encode(m) for m in messages]
+        self.db.executemany(
+            "INSERT INTO messages (session_pk, idx, role, data, text) VALUES (?, ?, ?, ?, ?)",
+            (
+                (pk, start + i, m["role"], data, search_text(m))
+                for i, (m, data) in enumerate(zip(messages, encoded, strict=True))
+            ),
+        )
+        return sum(len(d.encode("utf-8")) for d in encoded)
+
+    def _finish(self, pk: int, header: Header, **sets: Any) -> SessionInfo:
+        sets.update(
+            title=header.title,
+            metadata=json.dumps(header.metadata),
+            created_at=_db.iso(header.created_at),
+            updated_at=_db.iso(header.updated_at),
+            version=self.store._next_version(self.db),
+        )
+        assignments = ", ".join(f"{k}=?" for k in sets)
+        row = self.db.execute(
+            f"UPDATE sessions SET {assignments} WHERE pk=? RETURNING {_HEADER}",
+            (*sets.values(), pk),
+        ).fetchone()
+        return self.store._info(row)
+
+    def append(self, new: list[Message], header: Header) -> SessionInfo:
+        info = self.current()
+        count = (info.message_count or 0) if info else 0
+        pk = self._pk(header)
+        size = self._insert(pk, count, new) + (info.size if info else 0)
+        return self._finish(pk, header, message_count=count + len(new), size=size)
+
+    def rewrite(self, messages: list[Message], header: Header) -> SessionInfo:
+        pk = self._pk(header)
+        stored = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT data FROM messages WHERE session_pk=? ORDER BY idx", (pk,)
+            )
+        ]
+        encoded = [_db.encode(m) for m in messages]
+        keep = _db.first_difference(stored, encoded)  # only what changed is rewritten
+        if keep < len(stored):
+            self.db.execute("DELETE FROM messages WHERE session_pk=? AND idx>=?", (pk, keep))
+        self._insert(pk, keep, messages[keep:])
+        size = sum(len(d.encode("utf-8")) for d in encoded)
+        return self._finish(pk, header, message_count=len(messages), size=size)
+
+    def set_header(self, header: Header) -> SessionInfo:
+        return self._finish(self._pk(header), header)
+
+    def trash(self) -> bool:
+        cur = self.db.execute(
+            "UPDATE sessions SET deleted_at=? WHERE id=? AND deleted_at IS NULL",
+            (_db.iso(utcnow()), self.key),
+        )
+        return cur.rowcount > 0
+
+    def untrash(self, entry: TrashedSession) -> SessionInfo:
+        version = self.store._next_version(self.db)
+        row = self.db.execute(
+            f"UPDATE sessions SET deleted_at=NULL, version=? WHERE pk=? RETURNING {_HEADER}",
+            (version, int(entry.key)),
+        ).fetchone()
+        return self.store._info(row)

@@ -35,16 +35,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import itertools
 import json
-import operator
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,19 +52,22 @@ from filelock import FileLock
 
 from .. import toon
 from ..errors import (
-    SessionConflictError,
     SessionCorruptedError,
     SessionError,
-    SessionNotFoundError,
+    StoreUnavailableError,
 )
 from ..messages import ROLES, Message, validate_messages
 from .base import (
+    BaseStore,
+    Header,
     SearchHit,
     SessionInfo,
     StoredSession,
+    T,
     TrashedSession,
+    Writer,
+    file_turn_lock,
     local_iso,
-    make_title,
     parse_time,
     utcnow,
     validate_session_id,
@@ -76,6 +79,8 @@ CATALOG = "catalog.json"
 INDEX_DIR = ".index"
 TMP_DIR = ".tmp"
 TRASH_DIR = ".trash"
+OWNERS_DIR = ".owners"
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
 LOCK_TIMEOUT = 30.0
 _MESSAGES_LINE = re.compile(r"^messages\[(\d+)\]:[ \t]*$", re.M)
 _counter = itertools.count()
@@ -97,7 +102,8 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
 
 
 def _version(key: tuple[int, int, int]) -> str:
-    return f"{key[0]}-{key[1]}-{key[2]}"
+    """An opaque version naming one write of a file (its mtime, inode and size, in hex)."""
+    return f"{key[2]:x}-{key[0]:x}-{key[1]:x}"
 
 
 def _tz_stamp() -> list[Any]:
@@ -118,18 +124,21 @@ def encode_header(header: dict[str, Any]) -> str:
     return toon.dumps(header)
 
 
-class TOONFileStore:
+class TOONFileStore(BaseStore):
     """Sessions as TOON files in one directory. Thread-safe; safe across processes."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.location = str(self.directory)
-        self._cache: dict[str, _Cached] = {}
-        self._seen: dict[str, str] = {}
+        self._cache: dict[str, _Cached] = {}  # saves re-reading; checked against the file's stat
         self._catalog: dict[str, list[Any]] | None = None
         self._catalog_key: tuple[int, int, int] | None = None
         self._mutex = threading.RLock()
-        self._search: Any = None
+        self._search_index: Any = None
+
+    def scoped(self, owner: str) -> TOONFileStore:
+        """The sessions of ``owner``: files in ``<dir>/.owners/<owner>/``."""
+        return TOONFileStore(self.directory / OWNERS_DIR / validate_session_id(owner))
 
     # -- paths and locks ---------------------------------------------------------------------
 
@@ -144,14 +153,37 @@ class TOONFileStore:
 
     @contextlib.contextmanager
     def _locked(self, session_id: str) -> Iterator[None]:
-        self._ensure_dir()
+        try:
+            self._ensure_dir()
+        except OSError as exc:
+            raise self._not_writable(exc) from None
         lock = FileLock(str(self.directory / ".locks" / f"{session_id}.lock"), timeout=LOCK_TIMEOUT)
         with self._mutex, lock:
             yield
 
+    def _not_writable(self, exc: OSError) -> StoreUnavailableError:
+        reason = exc.strerror or type(exc).__name__
+        return StoreUnavailableError(
+            f"Cannot write sessions in {self.directory} ({reason}): make the directory writable "
+            "or use another one (--dir / SCRATCHY_SESSION_DIR)"
+        )
+
+    def _transact(self, key: str, fn: Callable[[Writer], T]) -> T:
+        path = self.path(key)
+        try:
+            with self._locked(key):
+                return fn(_FileWriter(self, key, path))
+        except (PermissionError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError) or exc.errno not in _NOT_WRITABLE:
+                raise
+            raise self._not_writable(exc) from None
+
+    def _turn_lock(self, key: str, timeout: float | None, lease: float) -> Any:
+        return file_turn_lock(self.directory / ".locks", key, timeout)
+
     # -- reading -----------------------------------------------------------------------------
 
-    def _read(self, session_id: str, path: Path) -> tuple[_Cached, list[Message]] | None:
+    def _decode(self, session_id: str, path: Path) -> tuple[_Cached, list[Message]] | None:
         """Read, decode and check a whole file; None when it does not exist."""
         try:
             with open(path, "rb") as f:
@@ -172,6 +204,7 @@ class TOONFileStore:
             except json.JSONDecodeError as exc:
                 raise self._corrupt(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
         else:
+            text = text.rstrip()  # a final newline (editors add one) or trailing blank lines
             try:
                 doc = toon.loads(text)
             except toon.ToonDecodeError as exc:
@@ -215,7 +248,7 @@ class TOONFileStore:
             title=str(header.get("title") or ""),
             size=key[1],
             version=_version(key),
-            metadata=meta if isinstance(meta, dict) else {},
+            metadata=copy.deepcopy(meta) if isinstance(meta, dict) else {},
         )
 
     @staticmethod
@@ -223,29 +256,28 @@ class TOONFileStore:
         where = f"{path}, line {line}" if line else str(path)
         return SessionCorruptedError(
             f"Session file {where}: {reason}. Fix or delete the file "
-            f"(SessionManager.delete_session removes it).",
+            f"(`scratchy sessions rm {path.name[: -len(SUFFIX)]}` moves it to the trash).",
             path=str(path),
             line=line,
         )
 
-    def load(self, session_id: str) -> StoredSession | None:
-        """The session, or None when its file does not exist."""
-        path = self.path(session_id)
+    def _read(self, key: str) -> StoredSession | None:
+        path = self.path(key)
+        result = self._decode(key, path)
+        if result is None:
+            with self._mutex:
+                self._cache.pop(key, None)
+            return None
+        cached, messages = result
         with self._mutex:
-            result = self._read(session_id, path)
-            if result is None:
-                self._cache.pop(session_id, None)
-                return None
-            cached, messages = result
-            self._remember(session_id, cached)
-        return StoredSession(cached.info, messages)
-
-    def _remember(self, session_id: str, cached: _Cached) -> None:
-        self._cache[session_id] = cached
-        self._seen[session_id] = cached.info.version
+            self._cache[key] = cached
+        return StoredSession(copy.copy(cached.info), messages)
 
     def _current(self, session_id: str, path: Path) -> _Cached | None:
-        """The file's state, from the cache when the file has not changed since."""
+        """The file's state, from the cache when the file's stat has not changed since.
+
+        Every write of ours stamps the file with a nanosecond mtime, so (inode, size, mtime)
+        identifies one write."""
         try:
             key = _stat_key(os.stat(path))
         except FileNotFoundError:
@@ -254,144 +286,49 @@ class TOONFileStore:
         cached = self._cache.get(session_id)
         if cached is not None and cached.stat_key == key:
             return cached
-        result = self._read(session_id, path)
+        result = self._decode(session_id, path)
         if result is None:
             return None
         self._cache[session_id] = result[0]
         return result[0]
 
-    def info(self, session_id: str) -> SessionInfo | None:
-        """The session's header, or None when it does not exist."""
-        path = self.path(session_id)
+    def _read_info(self, key: str) -> SessionInfo | None:
+        path = self.path(key)
         with self._mutex:
             try:
-                cached = self._current(session_id, path)
+                cached = self._current(key, path)
             except SessionCorruptedError as exc:
-                return self._broken_info(session_id, path, str(exc))
-        return cached.info if cached else None
+                return self._broken_info(key, path, str(exc))
+        return copy.copy(cached.info) if cached else None
 
-    def exists(self, session_id: str) -> bool:
-        """True when the session file exists (even if it is corrupted)."""
-        return self.path(session_id).is_file()
+    def _exists(self, key: str) -> bool:
+        return self.path(key).is_file()
 
-    # -- writing -----------------------------------------------------------------------------
-
-    def append(
-        self,
-        session_id: str,
-        messages: list[Message],
-        *,
-        expected_count: int | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> SessionInfo:
-        """Add ``messages`` at the end under the session's lock (creates the session)."""
-        new = validate_messages(messages)
-        path = self.path(session_id)
-        with self._locked(session_id):
-            cached = self._current(session_id, path)
-            count = (cached.info.message_count or 0) if cached else 0
-            if expected_count is not None and count != expected_count:
-                raise SessionConflictError(
-                    f"Session '{session_id}' has {count} messages, not the {expected_count} "
-                    "expected: another writer changed it. Load it again and retry.",
-                    session_id=session_id,
-                    expected=expected_count,
-                    actual=count,
-                )
-            if cached is not None and cached.body is None:
-                stored = self._load_messages(session_id, path)
-                return self._write(session_id, path, cached, stored + new, None, metadata)
-            body = cached.body if cached else ""
-            added = "\n".join(encode_message(m) for m in new)
-            if body and added:
-                body = body + "\n" + added
-            else:
-                body = body or added
-            return self._write(
-                session_id, path, cached, None, (count + len(new), body, new), metadata
-            )
-
-    def replace(
-        self,
-        session_id: str,
-        messages: list[Message],
-        *,
-        force: bool = False,
-        metadata: dict[str, Any] | None = None,
-    ) -> SessionInfo:
-        """Rewrite the session; raises ``SessionConflictError`` rather than lose newer data."""
-        new = validate_messages(messages)
-        path = self.path(session_id)
-        with self._locked(session_id):
-            try:
-                cached = self._current(session_id, path)
-            except SessionCorruptedError:
-                if not force:
-                    raise
-                cached = None
-            seen = self._seen.get(session_id)
-            if (
-                cached is not None
-                and not force
-                and seen is not None
-                and seen != cached.info.version
-            ):
-                stored = self._load_messages(session_id, path)
-                if stored != new[: len(stored)]:
-                    raise SessionConflictError(
-                        f"Session '{session_id}' was changed by another writer since it was read "
-                        f"here (it now has {len(stored)} messages): saving would drop them. "
-                        "Load it again, use append(), or pass force=True to overwrite.",
-                        session_id=session_id,
-                        expected=len(new),
-                        actual=len(stored),
-                    )
-            return self._write(session_id, path, cached, new, None, metadata)
-
-    def _load_messages(self, session_id: str, path: Path) -> list[Message]:
-        """The stored messages, read without marking them seen (a conflict must persist)."""
-        result = self._read(session_id, path)
-        return result[1] if result else []
+    # -- writing (inside _transact) ------------------------------------------------------------
 
     def _write(
         self,
         session_id: str,
         path: Path,
-        cached: _Cached | None,
-        full: list[Message] | None,
-        appended: tuple[int, str, list[Message]] | None,
-        metadata: dict[str, Any] | None,
+        header: Header,
+        count: int,
+        body: str,
     ) -> SessionInfo:
-        """Write the whole file atomically; exactly one of ``full``/``appended`` is given."""
-        now = utcnow()
-        old = cached.header if cached else {}
-        created = parse_time(old.get("created_at")) or now
-        title = str(old.get("title") or "")
-        if full is not None:
-            count = len(full)
-            body = "\n".join(encode_message(m) for m in full)
-            title = (
-                title if title and any(m.get("role") == "user" for m in full) else make_title(full)
-            )
-        else:
-            assert appended is not None
-            count, body, new = appended
-            title = title or make_title(new)
-        meta = copy.deepcopy(metadata) if metadata is not None else old.get("metadata")
-        header: dict[str, Any] = {
+        """Write the whole file atomically."""
+        fields: dict[str, Any] = {
             "format": FORMAT,
             "session_id": session_id,
-            "title": title,
-            "created_at": created.isoformat(),
-            "updated_at": now.isoformat(),
+            "title": header.title,
+            "created_at": header.created_at.isoformat(),
+            "updated_at": header.updated_at.isoformat(),
         }
-        if meta:
-            header["metadata"] = meta
-        text = encode_header(header) + f"\nmessages[{count}]:" + ("\n" + body if body else "")
+        if header.metadata:
+            fields["metadata"] = header.metadata
+        text = encode_header(fields) + f"\nmessages[{count}]:" + ("\n" + body if body else "")
         key = self._atomic_write(path, text.encode("utf-8"))
-        info = self._info_from(session_id, header, count, key)
-        self._remember(session_id, _Cached(key, info, header, body))
-        return info
+        info = self._info_from(session_id, fields, count, key)
+        self._cache[session_id] = _Cached(key, info, fields, body)
+        return copy.copy(info)
 
     def _atomic_write(self, path: Path, data: bytes) -> tuple[int, int, int]:
         tmp_dir = self.directory / TMP_DIR  # same file system, so os.replace stays atomic
@@ -404,6 +341,8 @@ class TOONFileStore:
             with open(fd, "wb", closefd=True) as f:
                 f.write(data)
                 f.flush()
+                now = time.time_ns()  # a precise mtime: the stat key then names this write
+                os.utime(f.fileno(), ns=(now, now))
                 os.fsync(f.fileno())
                 key = _stat_key(os.fstat(f.fileno()))
             os.replace(tmp, path)
@@ -413,27 +352,12 @@ class TOONFileStore:
         _fsync_dir(self.directory)
         return key
 
-    def delete(self, session_id: str) -> bool:
-        """Move the session file to ``<dir>/.trash/``; False when it did not exist."""
-        path = self.path(session_id)
-        if not self.directory.is_dir():
-            return False
-        with self._locked(session_id):
-            self._cache.pop(session_id, None)
-            self._seen.pop(session_id, None)
-            trash = self.directory / TRASH_DIR
-            trash.mkdir(mode=0o700, exist_ok=True)
-            try:
-                os.replace(path, trash / f"{time.time_ns()}__{path.name}")
-            except FileNotFoundError:
-                return False
-            _fsync_dir(self.directory)
-            return True
+    # -- trash ---------------------------------------------------------------------------------
 
-    def _trash_entries(self) -> list[tuple[TrashedSession, Path]]:
+    def _trash_files(self) -> list[tuple[TrashedSession, Path]]:
         try:
             entries = list(os.scandir(self.directory / TRASH_DIR))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
         out = []
         for entry in entries:
@@ -448,62 +372,27 @@ class TOONFileStore:
             except (SessionError, OSError):
                 count, title = None, ""
             deleted = datetime.fromtimestamp(int(stamp) / 1e9, UTC)
-            out.append((TrashedSession(session_id, deleted, count, title, entry.name), path))
+            out.append((TrashedSession(session_id, deleted, count, title, entry.path), path))
         out.sort(key=lambda e: e[0].deleted_at, reverse=True)
         return out
 
-    def list_trash(self) -> list[TrashedSession]:
-        """Deleted sessions, most recently deleted first."""
-        return [t for t, _ in self._trash_entries()]
+    def _trash_entries(self, ns: str, key: str | None) -> list[TrashedSession]:
+        return [t for t, _ in self._trash_files() if key is None or t.id == key]
 
-    def restore(self, session_id: str) -> SessionInfo:
-        """Move the most recently deleted ``session_id`` back out of the trash."""
-        path = self.path(session_id)
-        with self._locked(session_id):
-            found = [p for t, p in self._trash_entries() if t.id == session_id]
-            if not found:
-                raise SessionNotFoundError(
-                    f"Session '{session_id}' is not in the trash (see list_trash())"
-                )
-            if path.exists():
-                raise SessionConflictError(
-                    f"Cannot restore '{session_id}': a session with that id exists; delete or "
-                    "rename it first",
-                    session_id=session_id,
-                    expected=0,
-                    actual=-1,
-                )
-            os.utime(found[0])  # a new version: the content is back, after a deletion
-            os.replace(found[0], path)
-            _fsync_dir(self.directory)
-            cached = self._current(session_id, path)
-        assert cached is not None
-        return cached.info
+    def _purge(self, entries: list[TrashedSession]) -> None:
+        for entry in entries:
+            Path(entry.key).unlink(missing_ok=True)
 
-    def purge(
-        self, session_id: str | None = None, *, older_than: timedelta | None = None
-    ) -> list[TrashedSession]:
-        """Delete trashed sessions for good (one id's, older ones, or all); returns them."""
-        if session_id is not None:
-            validate_session_id(session_id)
-        cutoff = utcnow() - older_than if older_than is not None else None
-        removed = []
-        for trashed, path in self._trash_entries():
-            if session_id is not None and trashed.id != session_id:
-                continue
-            if cutoff is not None and trashed.deleted_at > cutoff:
-                continue
-            path.unlink(missing_ok=True)
-            removed.append(trashed)
-        return removed
+    # -- search ----------------------------------------------------------------------------------
 
-    def search(self, query: str, *, limit: int = 20) -> list[SearchHit]:
-        """Full-text search (SQLite FTS5 index kept in ``<dir>/.index/``, rebuilt when stale)."""
+    def _search(self, ns: str, terms: list[list[str]], limit: int) -> list[SearchHit]:
+        """SQLite FTS5 index kept in ``<dir>/.index/`` (in memory for a read-only directory)."""
         from .file_search import FileSearchIndex
 
-        if self._search is None:
-            self._search = FileSearchIndex(self)
-        return self._search.search(query, limit=limit)
+        with self._mutex:
+            if self._search_index is None:
+                self._search_index = FileSearchIndex(self)
+        return self._search_index.search(terms, limit=limit)
 
     # -- listing -----------------------------------------------------------------------------
 
@@ -535,7 +424,7 @@ class TOONFileStore:
                 chunk += f.read(len(chunk))
         key = _stat_key(st)
         if text.lstrip().startswith("{") or not match:
-            result = self._read(session_id, path)  # legacy JSON or unusual layout: full read
+            result = self._decode(session_id, path)  # legacy JSON or unusual layout: full read
             if result is None:
                 raise FileNotFoundError(path)
             return result[0].info
@@ -547,11 +436,11 @@ class TOONFileStore:
             raise self._corrupt(path, 1, "the header is not a TOON object")
         return self._info_from(session_id, header, int(match.group(1)), key)
 
-    def list(self) -> list[SessionInfo]:
-        """Every session's header, newest activity first; corrupted files are flagged."""
+    def _list(self, ns: str) -> list[SessionInfo]:
+        """Every session's header; corrupted files are flagged."""
         try:
             entries = list(os.scandir(self.directory))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
         with self._mutex:
             catalog = self._load_catalog()
@@ -592,7 +481,6 @@ class TOONFileStore:
                 out.append(info)
             if changed or len(fresh) != len(catalog):
                 self._save_catalog(fresh)
-        out.sort(key=_updated, reverse=True)
         return out
 
     def _load_catalog(self) -> dict[str, list[Any]]:
@@ -614,10 +502,10 @@ class TOONFileStore:
 
     def _save_catalog(self, rows: dict[str, list[Any]]) -> None:
         index_dir = self.directory / INDEX_DIR
-        index_dir.mkdir(mode=0o700, exist_ok=True)
         path = index_dir / CATALOG
         tmp = index_dir / f".{CATALOG}.{os.getpid()}.{next(_counter)}.tmp"
         try:
+            index_dir.mkdir(mode=0o700, exist_ok=True)  # read-only directory: no catalog, fine
             tmp.write_text(
                 json.dumps({"format": FORMAT, "tz": _tz_stamp(), "sessions": rows}),
                 encoding="utf-8",
@@ -626,10 +514,75 @@ class TOONFileStore:
             os.replace(tmp, path)  # no fsync: the catalog is derived and checked on every use
             self._catalog, self._catalog_key = rows, _stat_key(os.stat(path))
         except OSError:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
 
-_updated = operator.attrgetter("updated_at")
+class _FileWriter:
+    """One session file, inside its lock (see :class:`~scratchy.stores.base.Writer`)."""
+
+    def __init__(self, store: TOONFileStore, key: str, path: Path) -> None:
+        self.store, self.key, self.path = store, key, path
+        self._cached: _Cached | None | bool = False
+
+    def current(self) -> SessionInfo | None:
+        cached = self._state()
+        return cached.info if cached else None
+
+    def _state(self) -> _Cached | None:
+        if self._cached is False:
+            self._cached = self.store._current(self.key, self.path)
+        return self._cached  # type: ignore[return-value]
+
+    def messages(self) -> list[Message]:
+        result = self.store._decode(self.key, self.path)
+        return result[1] if result else []
+
+    def _body(self) -> str:
+        cached = self._state()
+        if cached is None:
+            return ""
+        if cached.body is None:  # legacy JSON or an unusual layout: encode it afresh
+            return "\n".join(encode_message(m) for m in self.messages())
+        return cached.body
+
+    def append(self, new: list[Message], header: Header) -> SessionInfo:
+        cached = self._state()
+        count = (cached.info.message_count or 0) if cached else 0
+        body = self._body()
+        added = "\n".join(encode_message(m) for m in new)
+        body = f"{body}\n{added}" if body and added else body or added
+        return self.store._write(self.key, self.path, header, count + len(new), body)
+
+    def rewrite(self, messages: list[Message], header: Header) -> SessionInfo:
+        body = "\n".join(encode_message(m) for m in messages)
+        return self.store._write(self.key, self.path, header, len(messages), body)
+
+    def set_header(self, header: Header) -> SessionInfo:
+        cached = self._state()
+        count = (cached.info.message_count or 0) if cached else 0
+        return self.store._write(self.key, self.path, header, count, self._body())
+
+    def trash(self) -> bool:
+        store = self.store
+        store._cache.pop(self.key, None)
+        trash = store.directory / TRASH_DIR
+        trash.mkdir(mode=0o700, exist_ok=True)
+        try:
+            os.replace(self.path, trash / f"{time.time_ns()}__{self.path.name}")
+        except FileNotFoundError:
+            return False
+        _fsync_dir(store.directory)
+        return True
+
+    def untrash(self, entry: TrashedSession) -> SessionInfo:
+        now = time.time_ns()  # a new version: the content is back, after a deletion
+        os.utime(entry.key, ns=(now, now))
+        os.replace(entry.key, self.path)
+        _fsync_dir(self.store.directory)
+        info = self.store._read_info(self.key)
+        assert info is not None
+        return info
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -663,7 +616,7 @@ def _info_from_row(session_id: str, row: list[Any]) -> SessionInfo:
         row[3],
         row[4],
         key[1],
-        f"{key[0]}-{key[1]}-{key[2]}",
+        _version(key),
         row[5],
         {},
         (row[6], row[7]),
