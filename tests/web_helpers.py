@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from scratchy.server.runtime import update_header
 from tests.servers import _apt_install
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,7 +30,7 @@ CHROMIUM_ARGS = [
 
 INJECTIONS = [
     "<script>window.__pwned = 'script'; alert('script')</script>",
-    '<img src=x onerror="window.__pwned=\'img\'; alert(\'img\')">',
+    "<img src=x onerror=\"window.__pwned='img'; alert('img')\">",
     "[click me](javascript:window.__pwned='link';alert('link'))",
     '<a href="javascript:alert(1)">html link</a>',
     "![tracker](http://203.0.113.9/pixel.png)",
@@ -101,7 +99,8 @@ TOOLS_SESSION = [
         {"path": "src/app.py", "limit": 40},
         "import uvicorn\nfrom .routes import api\n\nuvicorn.run(api, port=8000)",
         "It hands the router to uvicorn:\n\n```python\nimport uvicorn\nfrom .routes import api\n\n"
-        "def main() -> None:\n    # port 8000 unless told otherwise\n    uvicorn.run(api, port=8000)\n"
+        "def main() -> None:\n    # port 8000 unless told otherwise\n"
+        "    uvicorn.run(api, port=8000)\n"
         "```\n\n| file | role |\n|---|---|\n| app.py | entry point |\n| routes.py | HTTP routes |",
     ),
 ]
@@ -115,11 +114,19 @@ INJECTION_SESSION = [
             {
                 "id": "call_inj",
                 "type": "function",
-                "function": {"name": "fetch_page", "arguments": json.dumps({"html": INJECTIONS[0]})},
+                "function": {
+                    "name": "fetch_page",
+                    "arguments": json.dumps({"html": INJECTIONS[0]}),
+                },
             }
         ],
     },
-    {"role": "tool", "tool_call_id": "call_inj", "name": "fetch_page", "content": "\n".join(INJECTIONS)},
+    {
+        "role": "tool",
+        "tool_call_id": "call_inj",
+        "name": "fetch_page",
+        "content": "\n".join(INJECTIONS),
+    },
     {"role": "assistant", "content": "The page says:\n\n" + "\n\n".join(INJECTIONS)},
 ]
 
@@ -137,10 +144,9 @@ COMPACTED_SESSION = [
 ]
 
 
-def seed(store: Any, *, fillers: int = 30, now: datetime | None = None) -> None:
+def seed(store: Any, *, fillers: int = 30) -> None:
     """Sessions for the browser tests: tool calls, injection payloads, a compacted history and
-    ``fillers`` short chats spread over the last weeks (oldest first, so the newest is last)."""
-    now = now or datetime.now(UTC)
+    ``fillers`` short chats (oldest first; ``tools-demo`` is the newest)."""
     for i in range(fillers):
         sid = f"chat-{i:05d}"
         messages = [
@@ -148,21 +154,11 @@ def seed(store: Any, *, fillers: int = 30, now: datetime | None = None) -> None:
             {"role": "assistant", "content": f"Answer {i}: see *topic{i % 7}*."},
         ]
         store.append(sid, messages)
-        _backdate(store, sid, now - timedelta(hours=(fillers - i) * 9))
     store.append("compacted", COMPACTED_SESSION)
     store.append("injection", INJECTION_SESSION)
-    update_header(store, "injection", title="Hostile page <b>bold</b>", metadata=None)
+    store.update_header("injection", title="Hostile page <b>bold</b>")
     store.append("tools-demo", TOOLS_SESSION)
-    update_header(store, "tools-demo", title="Tour of the code base", metadata=None)
-
-
-def _backdate(store: Any, sid: str, when: datetime) -> None:
-    """Best effort: make a seeded session look older (only where the store allows it)."""
-    try:
-        stored = store.load(sid)
-        store.replace(sid, stored.messages, created_at=when)
-    except Exception:  # noqa: BLE001 - cosmetic only
-        pass
+    store.update_header("tools-demo", title="Tour of the code base")
 
 
 def long_session(store: Any, sid: str, count: int) -> None:
@@ -176,3 +172,55 @@ def long_session(store: Any, sid: str, count: int) -> None:
             chunk = []
     if chunk:
         store.append(sid, chunk)
+
+
+# --- the agent the browser tests serve (scratchy serve --agent tests.web_helpers:agent) -------
+
+LONG_REPLY = " ".join(f"word{i}" for i in range(150))
+
+
+def add(a: int, b: int) -> int:
+    """Add two numbers.
+
+    Args:
+        a: The first number.
+        b: The second number.
+    """
+    return a + b
+
+
+def fetch_page(url: str) -> str:
+    """Fetch a web page (here: a hostile one).
+
+    Args:
+        url: The address.
+    """
+    return "\n".join(INJECTIONS)
+
+
+def _script(messages: list[dict[str, Any]], tools: Any) -> Any:
+    from scratchy.testing import FakeProvider
+
+    last = messages[-1]
+    if last.get("role") == "tool":
+        return f"The tool said: {last.get('content')}"
+    text = str(last.get("content"))
+    if "add" in text:
+        return FakeProvider.tool_call("add", a=2, b=3)
+    if "fetch" in text:
+        return FakeProvider.tool_call("fetch_page", url="http://203.0.113.9/")
+    if "slow" in text:
+        return LONG_REPLY
+    if "markdown" in text:
+        return "Here is **bold** and code:\n\n```python\ndef f(x):\n    return x + 1\n```\n"
+    return f"You said: {text}"
+
+
+def agent() -> Any:
+    """A scripted agent: echoes; ``add`` and ``fetch`` call tools; ``slow`` streams a long
+    reply (one 3-character delta every 20 ms)."""
+    from scratchy import Agent
+    from scratchy.testing import FakeProvider
+
+    provider = FakeProvider(_script, delay=0.02, chunk=3)
+    return Agent(provider=provider, tools=[add, fetch_page], system_prompt=None)

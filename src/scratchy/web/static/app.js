@@ -115,7 +115,9 @@ async function loadMore() {
     const page = await api.listSessions(PAGE, list.cursor);
     if (generation !== list.generation) return;
     const frag = document.createDocumentFragment();
+    const shown = new Set(list.items.map((i) => i.id));
     for (const info of page.items) {
+      if (shown.has(info.id)) continue; // moved to the top by a change made here
       list.items.push(info);
       list.headers.set(info.id, info);
       frag.append(sessionRow(info));
@@ -154,9 +156,14 @@ export function reloadList() {
 }
 
 export function rememberHeader(info) {
+  // A changed session has the newest activity: it moves to the top of the list.
   list.headers.set(info.id, info);
-  const row = [...$("session-list").children].find((r) => r.dataset.id === info.id);
-  if (row && !searchState.q) row.replaceWith(sessionRow(info));
+  list.items = [info, ...list.items.filter((i) => i.id !== info.id)];
+  if (!searchState.q) {
+    const row = [...$("session-list").children].find((r) => r.dataset.id === info.id);
+    row?.remove();
+    $("session-list").prepend(sessionRow(info));
+  }
   markActive();
 }
 

@@ -193,8 +193,15 @@ export class SessionView {
       if (generation !== this.generation) return;
       const t = $("transcript");
       if (target != null) {
-        const hit = $("messages").querySelector(`[data-index="${target}"]`);
+        // a tool result is shown inside the call's block: the nearest message at or before it
+        let hit = null;
+        for (const node of $("messages").children) {
+          if (Number(node.dataset.index) <= target) hit = node;
+        }
         if (hit) {
+          if (Number(hit.dataset.index) !== target) {
+            for (const d of hit.querySelectorAll("details.tool")) d.open = true;
+          }
           hit.classList.add("target");
           hit.scrollIntoView({ block: "center" });
         }
@@ -509,12 +516,17 @@ export class SessionView {
           if (frame) paint();
           segment = null;
           const block = this.toolBlock(data.name, data.arguments, data.id);
-          block.querySelector(".tool-state").textContent = "running…";
-          block.classList.add("running");
+          block.querySelector(".tool-state").textContent = "called";
           blocks.set(data.id, block);
           body.append(block);
           status.textContent = `Running ${data.name}…`;
           scroll();
+        } else if (kind === "tool_start") {
+          const block = blocks.get(data.id);
+          if (block) {
+            block.classList.add("running");
+            block.querySelector(".tool-state").textContent = "running…";
+          }
         } else if (kind === "tool_result") {
           const block = blocks.get(data.id);
           if (block) {
@@ -560,6 +572,12 @@ export class SessionView {
     }
     this.refreshHeader(id, generation, wasFresh);
     $("input").focus();
+  }
+
+  // Stop reading the reply. The server keeps running the turn to its end and saves it (a
+  // client going away never cancels a turn), so the session stays valid; see afterStop.
+  stop() {
+    this.streaming?.abort();
   }
 
   showTurn(messages, base) {
