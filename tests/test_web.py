@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,7 @@ import pytest
 
 from scratchy.sessions import open_store
 from tests.server_helpers import API_KEYS, KEYS, ServerProc
+from tests.servers import free_port
 from tests.web_helpers import browser, long_session, seed  # noqa: F401 - fixture
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
@@ -424,3 +430,94 @@ def test_keys_two_owners_never_see_each_other(
                 assert client.get("/v1/trash").status_code == 401
     finally:
         proc.close()
+
+
+# --- scratchy web ------------------------------------------------------------------------------
+
+
+def _run_web(tmp_path: Path, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    environ = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
+    environ.update(env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scratchy.cli.main", "web", "--port", str(port), *args],
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    pytest.fail(f"scratchy web did not start: {proc.stdout.read() if proc.stdout else ''}")
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    return out
+
+
+def test_scratchy_web_serves_the_local_sessions_and_opens_the_browser(tmp_path: Path) -> None:
+    sessions = tmp_path / "mine"
+    open_store(sessions).append("local-one", [{"role": "user", "content": "hello local"}])
+    opened = tmp_path / "opened.txt"
+    fake_browser = tmp_path / "browser.sh"  # $BROWSER: what webbrowser.open runs
+    fake_browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    fake_browser.chmod(0o755)
+    env = {"DISPLAY": ":0", "BROWSER": f"{fake_browser} %s", "SCRATCHY_API_KEYS": "x:y"}
+    proc, url = _run_web(tmp_path, "--dir", str(sessions), "--model", "fake:", env=env)
+    try:
+        page = httpx.get(url + "/")
+        assert (
+            page.status_code == 200
+            and "script-src 'self'" in page.headers["content-security-policy"]
+        )
+        listed = httpx.get(url + "/v1/sessions").json()[
+            "items"
+        ]  # no key asked: loopback, one owner
+        assert [s["id"] for s in listed] == ["local-one"]
+        reply = httpx.post(url + "/v1/sessions/local-one/turns", json={"input": "hi"}, timeout=30)
+        assert reply.json()["reply"] == "You said: hi"
+        deadline = time.monotonic() + 20
+        while not opened.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert opened.read_text().strip() == url + "/"
+    finally:
+        out = _stop(proc)
+    assert f"Scratchy web at {url}/ · sessions in {sessions}" in out
+    assert len(open_store(sessions).load("local-one").messages) == 3
+
+
+def test_scratchy_web_without_a_display_prints_the_address(tmp_path: Path) -> None:
+    env = {"DISPLAY": "", "WAYLAND_DISPLAY": "", "BROWSER": "/bin/false"}
+    proc, url = _run_web(tmp_path, "--model", "fake:", env=env)
+    try:
+        assert httpx.get(url + "/v1/sessions").json()["items"] == []
+    finally:
+        out = _stop(proc)
+    assert "Open that address in your browser" in out
+    assert f"sessions in {tmp_path / 'scratchy' / 'session_history'}" in out  # the REPL's
+
+
+def test_scratchy_web_bad_options_get_one_line(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "scratchy.cli.main", "web", "--dir", "a", "--store", "b"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode != 0
+    assert run.stderr.strip() == "Error: give --dir or --store, not both"
+    assert "Traceback" not in run.stderr + run.stdout

@@ -9,6 +9,7 @@ import click
 
 from .serve_cmd import serve
 from .sessions_cmd import sessions
+from .web_cmd import web
 
 
 class _Group(click.Group):
@@ -113,6 +114,7 @@ def chat(
 
 cli.add_command(sessions)
 cli.add_command(serve)
+cli.add_command(web)
 
 
 def main(argv: list[str] | None = None) -> None:

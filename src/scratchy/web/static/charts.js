@@ -48,7 +48,8 @@ export function tokensChart(container, turns) {
   const head = document.createElement("div");
   head.className = "chart-head";
   const total = turns.reduce((s, t) => s + t.input + t.output, 0);
-  head.textContent = `≈ tokens per turn (estimated from the text of the ${turns.length} turns shown; ${total.toLocaleString()} in all)`;
+  head.textContent = `≈ tokens per turn · ${turns.length} turns shown · ${total.toLocaleString()} in all`;
+  head.title = "Estimated from the text (about 4 characters a token) of the messages loaded; the header shows the measured totals";
   const bars = turns.map((t, i) => ({
     value: t.input + t.output,
     label: `turn ${t.index ?? i + 1}: ${t.input} in, ${t.output} out`,

@@ -73,6 +73,7 @@ export class SessionView {
   }
 
   bind() {
+    if (window.matchMedia("(max-width: 760px)").matches) $("input").placeholder = "Message";
     $("back").addEventListener("click", () => this.app.navigate("/"));
     $("rename").addEventListener("click", () => this.startRename());
     $("rename-cancel").addEventListener("click", () => this.endRename());
