@@ -96,10 +96,21 @@ def test_page_and_assets_have_a_strict_csp(server: ServerProc) -> None:
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp
         assert "connect-src 'self'" in csp and "default-src 'none'" in csp
         assert "<script>" not in r.text and " on" not in r.text.split("<body>")[1].split("=")[0]
+    tag = re.search(r'src="/static/([0-9a-f]{12})/app.js"', r.text).group(1)
+    preloaded = re.findall(r'rel="modulepreload" href="/static/[0-9a-f]+/(\w+\.js)"', r.text)
+    assert sorted(preloaded) == ["api.js", "charts.js", "highlight.js", "markdown.js", "session.js"]
     for asset in ("app.js", "session.js", "markdown.js", "app.css"):
-        r = httpx.get(f"{server.url}/static/{asset}")
+        r = httpx.get(f"{server.url}/static/{tag}/{asset}")
         assert r.status_code == 200 and r.headers["x-content-type-options"] == "nosniff"
-    assert httpx.get(server.url + "/static/../__init__.py").status_code == 404
+        assert "immutable" in r.headers["cache-control"]
+    assert httpx.get(f"{server.url}/static/old/app.js").headers["cache-control"] == "no-cache"
+    for bad in (
+        "/static/x/..%2F__init__.py",
+        f"/static/{tag}/../../__init__.py",
+        "/static/x/nope.js",
+    ):
+        r = httpx.get(server.url + bad)
+        assert r.status_code == 404 and "error" in r.json(), bad
 
 
 # --- list, search, open ------------------------------------------------------------------------

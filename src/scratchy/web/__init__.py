@@ -1,6 +1,6 @@
 """The browser app: one page over the HTTP API of ``scratchy serve`` (issue 14).
 
-:func:`mount` adds the page (``/``, ``/s/ID``, ``/trash``), its static files (``/static/...``,
+:func:`mount` adds the page (``/``, ``/s/ID``, ``/trash``), its static files (``/static/TAG/...``,
 shipped in this package: vanilla JavaScript modules and CSS, no Node build, no CDN) and
 ``GET /v1/trash`` to the server's FastAPI app. Every page answer carries a
 Content-Security-Policy that allows scripts, styles and requests from the same origin only,
@@ -9,6 +9,7 @@ so nothing a model writes can run or call out.
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,18 +39,46 @@ SECURITY_HEADERS = {
 }
 
 
+MEDIA_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+
+@lru_cache(maxsize=1)
+def assets() -> tuple[str, dict[str, tuple[bytes, str]]]:
+    """The static files (name -> bytes, media type) and a tag hashed from their contents:
+    they are served under ``/static/TAG/`` and cached for good, so a new version loads fresh
+    and an unchanged one costs no request at all."""
+    files: dict[str, tuple[bytes, str]] = {}
+    digest = hashlib.sha256()
+    for path in sorted(STATIC_DIR.iterdir()):
+        if path.is_file() and path.suffix in MEDIA_TYPES:
+            data = path.read_bytes()
+            files[path.name] = (data, MEDIA_TYPES[path.suffix])
+            digest.update(path.name.encode() + b"\0" + data)
+    return digest.hexdigest()[:12], files
+
+
 @lru_cache(maxsize=1)
 def page_html() -> str:
-    """The one HTML page (the version in the asset URLs makes new releases load fresh)."""
-    from .. import __version__
-
-    return TEMPLATE.read_text(encoding="utf-8").replace("{{version}}", __version__)
+    """The one HTML page, its asset URLs under the current tag."""
+    tag, files = assets()
+    preload = "\n".join(
+        f'<link rel="modulepreload" href="/static/{tag}/{name}">'
+        for name in sorted(files)
+        if name.endswith(".js") and name != "app.js"
+    )
+    html = TEMPLATE.read_text(encoding="utf-8")
+    return html.replace("{{preload}}", preload).replace("{{static}}", f"/static/{tag}")
 
 
 def mount(app: FastAPI) -> None:
     """Serve the browser app on ``app`` (a FastAPI app made by ``scratchy.server.create_app``)."""
     from fastapi import Depends
-    from fastapi.responses import HTMLResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     from ..server.deps import caller, runtime
     from ..server.runtime import store_call
@@ -71,7 +100,20 @@ def mount(app: FastAPI) -> None:
         return {"items": [_trashed(t) for t in items[:500]]}
 
     app.add_api_route("/v1/trash", list_trash, methods=["GET"], tags=["sessions"])
-    app.mount("/static", _Static(directory=STATIC_DIR), name="web-static")
+
+    async def static(tag: str, name: str):  # type: ignore[no-untyped-def]  # noqa: ANN202
+        current, files = assets()
+        found = files.get(name)
+        if found is None:
+            return JSONResponse(
+                {"error": {"code": "not_found", "message": f"No file /static/{tag}/{name}"}},
+                status_code=404,
+            )
+        cache = "public, max-age=31536000, immutable" if tag == current else "no-cache"
+        headers = {"Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
+        return Response(found[0], media_type=found[1], headers=headers)
+
+    app.add_api_route("/static/{tag}/{name}", static, methods=["GET"], include_in_schema=False)
 
 
 def _trashed(entry: Any) -> dict[str, Any]:
@@ -81,22 +123,3 @@ def _trashed(entry: Any) -> dict[str, Any]:
         "deleted_at": entry.deleted_at.isoformat(timespec="milliseconds"),
         "message_count": entry.message_count,
     }
-
-
-def _static_class() -> type:
-    from fastapi.staticfiles import StaticFiles
-
-    class Static(StaticFiles):
-        """Static files with the page's security headers."""
-
-        async def get_response(self, path: str, scope: Any) -> Any:
-            response = await super().get_response(path, scope)
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers.setdefault("Cache-Control", "no-cache")
-            return response
-
-    return Static
-
-
-def _Static(**kwargs: Any) -> Any:  # noqa: N802 - reads like the class it builds
-    return _static_class()(**kwargs)

@@ -334,7 +334,8 @@ function route() {
     const id = decodeURIComponent(path.slice(3));
     show("session");
     const at = params.get("at");
-    view.session.open(id, { at: at == null ? null : Number(at) });
+    const known = list.headers.get(id);
+    view.session.open(id, { at: at == null ? null : Number(at), count: known?.message_count });
   } else if (path === "/new") {
     show("session");
     view.session.openNew();

@@ -173,7 +173,7 @@ export class SessionView {
     $("export-menu").classList.toggle("disabled", !enabled);
   }
 
-  async open(id, { at = null } = {}) {
+  async open(id, { at = null, count = null } = {}) {
     if (this.id === id && !this.fresh && at == null) return;
     if (this.streaming && this.id === id) return;
     this.reset(id);
@@ -183,15 +183,20 @@ export class SessionView {
     $("s-title").textContent = id;
     $("s-meta").textContent = "Loading…";
     try {
+      // With the count known (from the list), the header and the last page load together.
+      const early = count != null && at == null ? Math.max(0, count - PAGE) : null;
+      const first = early != null ? this.fetchPage(early, PAGE) : null;
+      first?.catch(() => {});
       const header = await api.session(id);
       if (generation !== this.generation) return;
       this.showHeader(header);
       this.total = header.message_count;
       const target = at != null && at < this.total ? at : null;
       const start = target != null ? Math.max(0, target - 10) : Math.max(0, this.total - PAGE);
-      this.lo = this.hi = start;
-      await this.loadLater(true);
+      this.lo = this.hi = early ?? start;
+      await this.loadLater(true, first);
       if (generation !== this.generation) return;
+      if (this.hi < this.total) await this.loadLater();
       const t = $("transcript");
       if (target != null) {
         // a tool result is shown inside the call's block: the nearest message at or before it
@@ -237,12 +242,12 @@ export class SessionView {
     return page.items;
   }
 
-  async loadLater(first = false) {
+  async loadLater(first = false, pending = null) {
     if (this.loading || (!first && this.hi >= this.total)) return;
     this.loading = true;
     const generation = this.generation;
     try {
-      const items = await this.fetchPage(this.hi, PAGE);
+      const items = await (pending || this.fetchPage(this.hi, PAGE));
       if (generation !== this.generation) return;
       const frag = document.createDocumentFragment();
       items.forEach((msg, k) => this.place(frag, msg, this.hi + k));
