@@ -69,12 +69,14 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="1,000 sessions, 3 repeats")
+    parser.add_argument("--dir", help="keep the filled store here (reused when it exists)")
     args = parser.parse_args()
     if args.quick:
         args.sessions, args.repeat = 1_000, 3
     with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        fill(directory / "sessions", args.sessions)
+        directory = Path(args.dir) if args.dir else Path(tmp)
+        if not (directory / "sessions").is_dir():
+            fill(directory / "sessions", args.sessions)
         server = ServerProc(directory, "--model", "fake:", workers=1, keys=None)
         try:
             figures = measure(server.url, args.repeat)

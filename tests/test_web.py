@@ -390,6 +390,20 @@ def test_phone_width_360(browser: Any, server: ServerProc) -> None:  # noqa: F81
     context.close()
 
 
+def test_dark_theme_follows_the_system(browser: Any, server: ServerProc) -> None:  # noqa: F811
+    colors = {}
+    for scheme in ("light", "dark"):
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme=scheme)
+        page = context.new_page()
+        page.goto(server.url + "/s/tools-demo")
+        expect(page.locator("details.tool").first).to_be_visible()
+        colors[scheme] = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        if scheme == "dark":
+            shot(page, "web-dark.png")
+        context.close()
+    assert colors == {"light": "rgb(255, 255, 255)", "dark": "rgb(21, 23, 27)"}
+
+
 # --- keys and owners -------------------------------------------------------------------------
 
 

@@ -87,7 +87,7 @@ def mount(app: FastAPI) -> None:
         return HTMLResponse(page_html(), headers=SECURITY_HEADERS)
 
     for path in ("/", "/s/{session_id}", "/trash", "/new"):
-        app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
+        app.add_api_route(path, page, methods=["GET", "HEAD"], include_in_schema=False)
 
     # No annotations on these handlers: FastAPI resolves string annotations in this module's
     # globals, where the server's names (imported here, lazily) are not.
