@@ -1,7 +1,8 @@
 """The browser app, timed in a real browser (Playwright on Debian's chromium).
 
 Run: ``python benchmarks/bench_web.py`` (``--sessions 10000`` by default; ``--quick`` for 1,000).
-It fills a TOON file store with ``--sessions`` short sessions and one 10,000-message session,
+It fills a TOON file store (``--store sqlite``: a SQLite database) with ``--sessions`` short
+sessions and one 10,000-message session,
 starts the real ``scratchy serve`` on 127.0.0.1 and measures, inside the page (an init script
 records ``performance.now()`` from a MutationObserver, so Playwright's polling is not counted):
 
@@ -49,8 +50,8 @@ PROBE = """
 """
 
 
-def fill(directory: Path, sessions: int) -> None:
-    store = open_store(directory)
+def fill(where: str, sessions: int) -> None:
+    store = open_store(where)
     long_session(store, "long", 10_000)
     start = time.perf_counter()
     for i in range(sessions):
@@ -70,19 +71,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="1,000 sessions, 3 repeats")
     parser.add_argument("--dir", help="keep the filled store here (reused when it exists)")
+    parser.add_argument("--store", choices=["files", "sqlite"], default="files")
     args = parser.parse_args()
     if args.quick:
         args.sessions, args.repeat = 1_000, 3
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(args.dir) if args.dir else Path(tmp)
-        if not (directory / "sessions").is_dir():
-            fill(directory / "sessions", args.sessions)
-        server = ServerProc(directory, "--model", "fake:", workers=1, keys=None)
+        if args.store == "sqlite":
+            target: str = f"sqlite:///{directory / 'sessions.db'}"
+            if not (directory / "sessions.db").exists():
+                fill(target, args.sessions)
+        else:
+            target = str(directory / "sessions")
+            if not (directory / "sessions").is_dir():
+                fill(target, args.sessions)
+        server = ServerProc(directory, "--model", "fake:", "--store", target, workers=1, keys=None)
         try:
             figures = measure(server.url, args.repeat)
         finally:
             server.close()
-    print(f"\nBrowser app, {args.sessions:,} sessions, median of {args.repeat} (ms):")
+    head = f"{args.sessions:,} sessions ({args.store}), median of {args.repeat}"
+    print(f"\nBrowser app, {head} (ms):")
     targets = {"list visible": 300, "10,000-message session, latest": 500, "search hits": 200}
     for name, values in figures.items():
         median = statistics.median(values)

@@ -335,7 +335,7 @@ function route() {
     show("session");
     const at = params.get("at");
     const known = list.headers.get(id);
-    view.session.open(id, { at: at == null ? null : Number(at), count: known?.message_count });
+    return view.session.open(id, { at: at == null ? null : Number(at), count: known?.message_count });
   } else if (path === "/new") {
     show("session");
     view.session.openNew();
@@ -413,8 +413,10 @@ function start() {
       navigate("/new");
     }
   });
-  loadMore();
-  route();
+  // A link to a session shows that session first; the list loads once its messages are in.
+  const opening = route();
+  if (opening) opening.finally(loadMore);
+  else loadMore();
 }
 
 start();
