@@ -527,3 +527,34 @@ def test_workers_never_serve_a_stale_copy(server: ServerProc) -> None:
     with server.client() as c:
         items = c.get("/v1/sessions/stale/messages").json()["items"]
     assert [m["content"] for m in items if m["role"] == "user"] == [f"new {n}" for n in range(4)]
+
+
+def test_a_waiting_client_that_leaves_never_leaks_the_lock(start_server) -> None:  # noqa: F811
+    proc = _slow(start_server, workers=1)
+    running = threading.Event()
+
+    def first() -> None:
+        with proc.client() as c:
+            body = {"input": "a long question " * 4, "stream": True}
+            with c.stream("POST", "/v1/sessions/leave/turns", json=body) as answer:
+                for _ in answer.iter_lines():
+                    running.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert running.wait(20)
+    with pytest.raises(httpx.TimeoutException), proc.client() as c:  # gives up while waiting
+        c.post("/v1/sessions/leave/turns", json={"input": "waiter", "if_busy": "wait"},
+               timeout=0.3)  # fmt: skip
+    thread.join()
+    with proc.client() as c:
+        deadline = time.monotonic() + 20
+        while True:  # the waiter's turn may still run after the first: then the lock is free
+            answer = c.post("/v1/sessions/leave/turns", json={"input": "after"})
+            if answer.status_code != 409 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert answer.status_code == 200, answer.text
+        users = [m["content"] for m in c.get("/v1/sessions/leave/messages").json()["items"]
+                 if m["role"] == "user"]  # fmt: skip
+    assert users[-1] == "after" and users.count("after") == 1

@@ -12,7 +12,7 @@ One turn at a time per session
     ``store.turn_lock`` (a lock that lives with the store: a file lock, a PostgreSQL advisory
     lock, a Redis lock with a lease; across workers and machines). A busy session answers 409
     ``session_busy`` (``Retry-After``), or the request waits up to ``busy_wait`` seconds with
-    ``"if_busy": "wait"`` (polling the lock, so no thread waits on it).
+    ``"if_busy": "wait"`` (waiting in the store, where waiters queue).
 
 Idempotency
     The first result of a turn sent with ``Idempotency-Key`` is kept in the session's own
@@ -108,16 +108,16 @@ def _iso(dt: datetime) -> str:
 
 
 class TurnLock:
-    """The store's turn lock of one session (``store.turn_lock``), taken without waiting."""
+    """The store's turn lock of one session (``store.turn_lock``)."""
 
     def __init__(self, store: Any, session_id: str) -> None:
         self._store = store
         self._sid = session_id
         self._cm: Any = None
 
-    def try_acquire(self) -> bool:
-        """Take the lock if it is free (blocking I/O: call it in a worker thread)."""
-        cm = self._store.turn_lock(self._sid, timeout=0)
+    def try_acquire(self, timeout: float) -> bool:
+        """Take the lock, waiting up to ``timeout`` seconds (blocking: run it in a thread)."""
+        cm = self._store.turn_lock(self._sid, timeout=timeout)
         try:
             cm.__enter__()
         except SessionBusyError:
@@ -125,26 +125,37 @@ class TurnLock:
         self._cm = cm
         return True
 
+    def release_now(self) -> None:
+        """Let the next turn in (blocking)."""
+        if self._cm is not None:
+            cm, self._cm = self._cm, None
+            cm.__exit__(None, None, None)
+
     async def release(self) -> None:
         """Let the next turn in."""
         if self._cm is not None:
-            cm, self._cm = self._cm, None
-            await asyncio.to_thread(cm.__exit__, None, None, None)
+            await asyncio.to_thread(self.release_now)
 
 
 async def acquire_turn_lock(store: Any, session_id: str, *, wait: float) -> TurnLock:
-    """The session's turn lock, held; waits up to ``wait`` seconds, else ``SessionBusyError``."""
+    """The session's turn lock, held: tried at once, then (with ``wait``) waited for in the
+    store (waiters queue there), else ``SessionBusyError``. A request cancelled while it waits
+    releases the lock as soon as its thread gets it."""
     lock = TurnLock(store, session_id)
-    deadline = time.monotonic() + wait
-    delay = 0.01
-    while not await asyncio.to_thread(lock.try_acquire):
-        if time.monotonic() >= deadline:
-            raise SessionBusyError(
-                f"Session '{session_id}' is running a turn", session_id=session_id
+    loop = asyncio.get_running_loop()
+    for timeout in (0.0, wait) if wait > 0 else (0.0,):
+        attempt = loop.run_in_executor(None, lock.try_acquire, timeout)
+        try:
+            if await asyncio.shield(attempt):
+                return lock
+        except asyncio.CancelledError:
+            attempt.add_done_callback(
+                lambda f: (
+                    f.cancelled() or f.exception() or loop.run_in_executor(None, lock.release_now)
+                )
             )
-        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 0.1)
-    return lock
+            raise
+    raise SessionBusyError(f"Session '{session_id}' is running a turn", session_id=session_id)
 
 
 # --- turns ---------------------------------------------------------------------------------------
