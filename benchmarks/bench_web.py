@@ -122,6 +122,7 @@ def measure(url: str, repeat: int) -> dict[str, list[float]]:
             page.goto(url + "/s/long")
             page.wait_for_function("() => window.__t && window.__t.latest")
             out["10,000-message session, latest"].append(page.evaluate("window.__t.latest"))
+            page.wait_for_function("() => window.__t.rows")  # settled: its list is in too
         page.goto(url + "/")
         page.wait_for_selector(".row")
         for i in range(repeat):
