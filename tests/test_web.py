@@ -206,6 +206,13 @@ def test_compacted_parts_expand_to_their_originals(page: Any, server: ServerProc
     summary.locator("details.compacted summary").click()
     expect(summary.locator(".originals .msg")).to_have_count(2)
     expect(summary.locator(".originals")).to_contain_text("Which database should the cache use?")
+    page.locator("#rename").click()  # Esc closes the open form first, then leaves the session
+    expect(page.locator("#rename-form")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#rename-form")).to_be_hidden()
+    page.locator("#messages").click()
+    page.keyboard.press("Escape")
+    expect(page).to_have_url(server.url + "/")
 
 
 # --- untrusted content -----------------------------------------------------------------------
