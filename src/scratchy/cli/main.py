@@ -10,6 +10,7 @@ import click
 
 from .serve_cmd import serve
 from .sessions_cmd import cli_message, sessions
+from .web_cmd import web
 
 
 class _Group(click.Group):
@@ -131,6 +132,7 @@ def chat(
 
 cli.add_command(sessions)
 cli.add_command(serve)
+cli.add_command(web)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -108,6 +108,9 @@ def create_app(
     app.state.runtime = runtime
     for router in (sessions_router, turns_router, ops_router, openai_router):
         app.include_router(router)
+    from ..web import mount as mount_web  # the browser app at / (scratchy.web)
+
+    mount_web(app)
     _install_errors(app)
     app.add_middleware(_Metrics, runtime=runtime)
     app.add_middleware(_BodyLimit, limit=max_body)
