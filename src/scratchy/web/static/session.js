@@ -611,8 +611,12 @@ export class SessionView {
   }
 
   // After Stop, the turn still runs to its end on the server: show it once it is saved.
+  // The user's input is stored when the turn starts, so a longer session is not yet a finished
+  // turn: wait for its final answer (an assistant message without tool calls), or show what is
+  // stored when the wait runs out (a turn that failed on the server).
   async afterStop(id, generation) {
     const before = this.hi;
+    let seen = null;
     for (let i = 0; i < 60; i++) {
       await new Promise((r) => setTimeout(r, 500));
       if (generation !== this.generation || this.streaming) return;
@@ -621,17 +625,20 @@ export class SessionView {
         if (header.message_count > before) {
           const items = await this.fetchPage(before, header.message_count - before);
           if (generation !== this.generation || this.streaming) return;
-          $("messages").querySelectorAll(".live.stopped, .msg.user.pending").forEach((n) => n.remove());
-          const stoppedUser = [...$("messages").children].filter((n) => Number(n.dataset.index) >= before);
-          stoppedUser.forEach((n) => n.remove());
-          this.showTurn(items, before);
-          this.showHeader(header);
-          this.app.rememberHeader(header);
-          return;
+          seen = { header, items };
+          const last = items[items.length - 1];
+          if (last && last.role === "assistant" && !(last.tool_calls && last.tool_calls.length)) break;
         }
       } catch {
         /* not saved yet */
       }
     }
+    if (!seen || generation !== this.generation || this.streaming) return;
+    $("messages").querySelectorAll(".live.stopped, .msg.user.pending").forEach((n) => n.remove());
+    const stoppedUser = [...$("messages").children].filter((n) => Number(n.dataset.index) >= before);
+    stoppedUser.forEach((n) => n.remove());
+    this.showTurn(seen.items, before);
+    this.showHeader(seen.header);
+    this.app.rememberHeader(seen.header);
   }
 }
