@@ -100,7 +100,7 @@ async def test_an_in_place_edit_is_saved(backend: Backend) -> None:
 async def test_a_conflict_persists_until_reload_or_overwrite(backend: Backend) -> None:
     """Problem 5: after a refused rewrite, the next save must not silently overwrite."""
     sm = SessionManager(backend.location)
-    fake = FakeProvider(["r1", "r2"])
+    fake = FakeProvider(["r1", "r2", "r3", "r4"])
     agent = Agent(provider=fake, session_manager=sm)
     await agent.chat("q1", session_id="c")
     session = agent.get_session("c")
@@ -110,7 +110,6 @@ async def test_a_conflict_persists_until_reload_or_overwrite(backend: Backend) -
         await agent.chat("q2", session_id="c")
     with pytest.raises(SessionConflictError):
         await agent.chat("q3", session_id="c")
-    assert len(fake.calls) == 1  # refused when the input was stored: no model call wasted
     stored = [m["content"] for m in sm.load_session("c") or []]
     assert stored[1:] == ["q1", "r1", "from B"]
     agent.reload("c")
@@ -122,8 +121,30 @@ async def test_a_conflict_persists_until_reload_or_overwrite(backend: Backend) -
         "r1",
         "from B",
         "q4",
-        "r2",
+        "r4",
     ]
+
+
+async def test_save_input_stores_the_input_before_the_model_runs(backend: Backend) -> None:
+    sm = SessionManager(backend.location)
+    seen: list[list[str]] = []
+
+    def reply(messages: list[Any], tools: list[Any]) -> str:
+        stored = SessionManager(backend.location).load_session("early") or []
+        seen.append([str(m.get("content")) for m in stored if m["role"] == "user"])
+        return "ok"
+
+    agent = Agent(provider=FakeProvider(reply), session_manager=sm)
+    agent.save_input = True
+    await agent.chat("keep me", session_id="early")
+    assert seen == [["keep me"]]  # already stored while the model was answering
+    session = agent.get_session("early")
+    session.messages = session.messages[:1]
+    other_process_appends(backend.location, "early")
+    calls = len(seen)
+    with pytest.raises(SessionConflictError):
+        await agent.chat("again", session_id="early")
+    assert len(seen) == calls  # the conflict was reported before the model was called
 
 
 async def test_overwrite_resolves_a_conflict_on_purpose(backend: Backend) -> None:

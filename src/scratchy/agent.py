@@ -246,8 +246,7 @@ class Agent:
         tools: Tools (``Tool`` objects or plain functions) to start with.
         session_manager: Where sessions are loaded from and saved to; default
             ``SessionManager()``.
-        autosave: Save every turn: the user's input when the turn starts (so a crash mid-turn
-            keeps it), the rest when it ends (default). With ``autosave=False`` and no
+        autosave: Save every turn when it ends (default). With ``autosave=False`` and no
             ``session_manager``, sessions stay in memory; ``agent.save(session)`` saves.
         max_iterations: Model calls allowed per turn before ``MaxTurnsExceeded``.
         context_window: Tokens the model accepts (default: the provider's ``context_window``
@@ -301,6 +300,11 @@ class Agent:
         if session_manager is None and autosave:
             self.session_manager = SessionManager()
         self.autosave = autosave
+        self.save_input = False
+        """Also store the user's input when a turn starts, so that a process killed mid-turn
+        keeps it (``scratchy serve`` does). Turns of one session must then not run at once in
+        several processes (the server holds the store's turn lock), or their messages would
+        interleave in the store; a turn's messages are otherwise appended together."""
         self.max_iterations = max_iterations
         self.context_window = context_window
         self.compact_at = compact_at
@@ -597,7 +601,7 @@ class Agent:
         await provider.load()  # idempotent: warms a local model, asks a server its window
         await self._maybe_compact(session)
         session.messages.append(msgs.user(text))
-        if self.autosave:  # the input is stored before the model runs: a crash keeps it
+        if self.autosave and self.save_input:  # stored before the model runs: a crash keeps it
             await asyncio.shield(self.asave(session))
         try:
             tools = await self._tools()

@@ -242,6 +242,7 @@ class AgentSource:
         agent = self._new()
         agent.session_manager = SessionManager(store=store) if store is not None else None
         agent.autosave = store is not None  # saved by ``asave``: off the event loop
+        agent.save_input = True  # a worker killed mid-turn keeps the input (turns are locked)
         if approve is None:
             agent.tool_approval = "allow"
         else:
