@@ -139,13 +139,30 @@ def _setup_sdk() -> Any:
     named = "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get(
         "OTEL_RESOURCE_ATTRIBUTES", ""
     )
-    provider = TracerProvider(resource=Resource.create({} if named else {"service.name": "scratchy"}))
+    provider = TracerProvider(
+        resource=Resource.create({} if named else {"service.name": "scratchy"})
+    )
     if exporter is not None:
         console = type(exporter).__name__ == "ConsoleSpanExporter"
         processor = SimpleSpanProcessor if console else BatchSpanProcessor
         provider.add_span_processor(processor(exporter))
     trace.set_tracer_provider(provider)
     return _configured_provider()
+
+
+def setup() -> Any:
+    """Make the OpenTelemetry SDK the application's tracer provider, exporting as the standard
+    ``OTEL_*`` variables say, unless a provider is configured already; what the first traced
+    turn does by itself. Returns the provider, or None when the SDK is not installed (said
+    once, in one line)."""
+    return _setup_sdk()
+
+
+def setup_if_asked() -> None:
+    """:func:`setup` when ``SCRATCHY_TRACING=1``: ``scratchy serve`` calls it as each worker
+    starts, so that its first request is traced like the others."""
+    if os.environ.get(TRACING_ENV, "").strip().lower() in _ON:
+        _setup_sdk()
 
 
 def _provider_for(setting: Any) -> Any:
@@ -206,7 +223,7 @@ def trace_chat(
     state = _active.get()
     if state is None:
         return provider.stream(messages, tools)
-    return state.chat(provider, messages, tools)
+    return state.child(state.chat(provider, messages, tools))
 
 
 def trace_tool(
@@ -216,7 +233,7 @@ def trace_tool(
     state = _active.get()
     if state is None:
         return events
-    return state.tool(events, call, tools)
+    return state.child(state.tool(events, call, tools))
 
 
 # -- spans -----------------------------------------------------------------------------------
@@ -224,7 +241,9 @@ def trace_tool(
 
 def _error_type(exc: BaseException) -> str:
     cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 def _fail(span: Any, exc: BaseException) -> None:
@@ -307,6 +326,13 @@ class _Turn:
         self.agent_name = getattr(agent, "name", None)
         self.usage = [0, 0]
         self.context: Any = None
+        self.children: list[Any] = []
+
+    def child(self, span_steps: Any) -> Any:
+        """Remember a child span's generator, to end it before the turn's span when a turn
+        stops early (its consumer left it in the middle of a model or tool call)."""
+        self.children.append(span_steps)
+        return span_steps
 
     async def run(self, text: str, turn: AsyncIterator[Event]) -> AsyncIterator[Event]:
         from opentelemetry import trace
@@ -338,6 +364,8 @@ class _Turn:
             raise
         finally:
             await _close(steps)
+            for child in self.children:
+                await _close(child)
             span.set_attribute("gen_ai.usage.input_tokens", self.usage[0])
             span.set_attribute("gen_ai.usage.output_tokens", self.usage[1])
             if self.content and final is not None:
@@ -390,7 +418,10 @@ class _Turn:
 
     def _response(self, span: Any, response: ModelResponse) -> None:
         raw = response.raw
-        for key, value in (("model", getattr(raw, "model", None)), ("id", getattr(raw, "id", None))):
+        for key, value in (
+            ("model", getattr(raw, "model", None)),
+            ("id", getattr(raw, "id", None)),
+        ):
             if isinstance(value, str) and value:
                 span.set_attribute(f"gen_ai.response.{key}", value)
         if response.finish_reason:
@@ -402,7 +433,9 @@ class _Turn:
             self.usage[1] += response.usage.output_tokens
         if self.content:
             message = response.message
-            reason = response.finish_reason or ("tool_call" if message.get("tool_calls") else "stop")
+            reason = response.finish_reason or (
+                "tool_call" if message.get("tool_calls") else "stop"
+            )
             span.set_attribute("gen_ai.output.messages", _dump([message], reason))
 
     async def tool(
@@ -493,7 +526,12 @@ def _part(call: Mapping[str, Any]) -> dict[str, Any]:
         arguments = json.loads(arguments)
     except (TypeError, ValueError):
         pass
-    return {"type": "tool_call", "id": call.get("id"), "name": fn.get("name"), "arguments": arguments}
+    return {
+        "type": "tool_call",
+        "id": call.get("id"),
+        "name": fn.get("name"),
+        "arguments": arguments,
+    }
 
 
 def convert(message: Mapping[str, Any]) -> dict[str, Any]:
