@@ -257,8 +257,8 @@ class Agent:
         tool_approval: For tools that change files or run code: ``"ask"`` calls
             ``on_tool_approval(name, args)`` (refused when there is none), ``"allow"``, ``"deny"``.
         tracing: OpenTelemetry spans of each turn (see :mod:`scratchy.tracing`): True, False,
-            a ``TracerProvider``, or None: on when ``SCRATCHY_TRACING=1`` or the application
-            has configured a tracer provider. ``trace_content=True`` adds message contents.
+            a ``TracerProvider``, or None: as ``SCRATCHY_TRACING`` says, else on while the
+            application has a tracer provider. ``trace_content=True`` adds message contents.
         on_token, on_tool_start, on_tool_end, on_tool_approval, on_final_message: Callbacks
             (plain or async functions).
     """

@@ -11,7 +11,7 @@ turns. Message contents are recorded only on request (``Agent(trace_content=True
 
 Tracing on with no provider configured sets up the OpenTelemetry SDK once, exporting with
 OTLP over HTTP to what the standard ``OTEL_EXPORTER_OTLP_*`` variables say (``OTEL_TRACES_EXPORTER
-=console`` prints the spans instead); that needs ``pip install 'scratchy[otel]'``.
+=console`` prints them on stderr instead); that needs ``pip install 'scratchy[otel]'``.
 
 Nothing here imports OpenTelemetry while tracing is off: the hooks in the agent loop
 (:func:`trace_turn`, :func:`trace_chat`, :func:`trace_tool`) then hand back what they were given.
@@ -61,8 +61,19 @@ _warned: set[str] = set()
 
 
 def check(setting: Any) -> Any:
-    """``setting`` if it is a valid ``Agent(tracing=...)`` value, else ``UsageError``."""
-    if setting is None or isinstance(setting, bool) or callable(getattr(setting, "get_tracer", 0)):
+    """The value an agent keeps for ``Agent(tracing=setting)``: ``setting`` itself, or for None
+    what ``SCRATCHY_TRACING`` says (True, False, or None: unset, so on while the application
+    has configured a tracer provider). Anything else is a ``UsageError``."""
+    if setting is None:
+        value = os.environ.get(TRACING_ENV)
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if value in _ON or value in _OFF:
+            return value in _ON
+        _warn_once("env", f"{TRACING_ENV}={value!r} is not understood: use 1 or 0")
+        return None
+    if isinstance(setting, bool) or callable(getattr(setting, "get_tracer", 0)):
         return setting
     raise UsageError(
         f"tracing must be True, False, None or an OpenTelemetry TracerProvider, not {setting!r}"
@@ -93,10 +104,10 @@ def _exporter() -> Any:
     name = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
     if name == "none":
         return None
-    if name == "console":
+    if name == "console":  # on stderr: a command's output (stdout) stays what it was
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-        return ConsoleSpanExporter()
+        return ConsoleSpanExporter(out=sys.stderr)
     if name != "otlp":
         _warn_once("exporter", f"OTEL_TRACES_EXPORTER={name} is not supported: use otlp or console")
         return None
@@ -166,20 +177,12 @@ def setup_if_asked() -> None:
 
 
 def _provider_for(setting: Any) -> Any:
-    """The tracer provider of ``Agent(tracing=setting)`` for this turn, or None: off."""
+    """The tracer provider for this turn of an agent whose ``tracing`` is ``setting`` (see
+    :func:`check`), or None: off."""
+    if setting is None:
+        return _configured_provider()
     if setting is False:
         return None
-    if setting is None:
-        value = os.environ.get(TRACING_ENV)
-        if value is None:
-            return _configured_provider()
-        value = value.strip().lower()
-        if value in _OFF:
-            return None
-        if value not in _ON:
-            _warn_once("env", f"{TRACING_ENV}={value!r} is not understood: use 1 or 0")
-            return None
-        setting = True
     if setting is True:
         return _setup_sdk()
     return setting
@@ -267,12 +270,21 @@ def _fail(span: Any, exc: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, message[:500] or type(exc).__name__))
 
 
-async def _steps(iterator: AsyncIterator[Any], context: Any, state: _Turn) -> AsyncIterator[Any]:
-    """The items of ``iterator``, each step run with ``context`` current (and ``state`` the
-    active turn), set and reset within the step: a generator's context never leaks into its
-    consumer between two items."""
-    from opentelemetry import context as otel_context
-
+async def _around(
+    span: Any,
+    context: Any,
+    state: _Turn,
+    iterator: AsyncIterator[Any],
+    observe: Callable[[Any], None],
+    finish: Callable[[], None],
+    children: list[Any] | None = None,
+) -> AsyncIterator[Any]:
+    """The items of ``iterator`` inside ``span``: each step runs with ``context`` current (and
+    ``state`` the active turn), set and reset within the step, so that nothing leaks into the
+    consumer between two items. ``observe`` sees each item; an error is recorded on the span;
+    at the end ``finish`` adds the last attributes and the span ends (after ``children``, the
+    spans of a turn that stopped early, so that none outlives its parent)."""
+    otel_context = _otel().context
     it = iterator.__aiter__()
     done = False
     try:
@@ -287,37 +299,69 @@ async def _steps(iterator: AsyncIterator[Any], context: Any, state: _Turn) -> As
             finally:
                 _active.reset(mark)
                 otel_context.detach(token)
+            observe(item)
             yield item
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        done = True
+        _fail(span, exc)
+        raise
     finally:
-        close = getattr(it, "aclose", None)
-        if not done and close is not None:  # stopped early: close it in the same context
-            token = otel_context.attach(context)
-            mark = _active.set(state)
-            try:
-                await close()
-            finally:
-                _active.reset(mark)
-                otel_context.detach(token)
+        try:
+            if not done:  # the consumer stopped early: close the inner iterator now, inside
+                await _aclose(it, context, state)
+            for child in children or ():
+                await _aclose(child, None, state)
+            finish()
+        finally:
+            span.end()
 
 
-async def _close(steps: Any) -> None:
-    """Close what a span wraps when its consumer stopped early (the inner generator's
-    ``finally`` then runs now, inside the span, rather than when it is garbage collected)."""
+async def _aclose(it: Any, context: Any, state: _Turn) -> None:
+    close = getattr(it, "aclose", None)
+    if close is None:
+        return
+    otel_context = _otel().context
+    token = otel_context.attach(context) if context is not None else None
+    mark = _active.set(state)
     try:
-        await steps.aclose()
+        await close()
     except Exception as exc:  # the span still ends
         logger.warning("Closing a turn that stopped early failed: %s", exc)
+    finally:
+        _active.reset(mark)
+        if token is not None:
+            otel_context.detach(token)
+
+
+class _Otel:
+    """The OpenTelemetry API modules, imported on the first traced turn."""
+
+    def __init__(self) -> None:
+        from opentelemetry import context, trace
+
+        self.context = context
+        self.trace = trace
+
+
+_api: _Otel | None = None
+
+
+def _otel() -> _Otel:
+    global _api
+    if _api is None:
+        _api = _Otel()
+    return _api
 
 
 class _Turn:
     """The spans of one traced turn."""
 
     def __init__(self, agent: Agent, tracer: Any, session_id: str, content: bool) -> None:
-        from opentelemetry import context as otel_context
-
         self.tracer = tracer
         self.content = content
-        self.parent = otel_context.get_current()
+        self.parent = _otel().context.get_current()
         provider = agent._current_provider()
         self.base: dict[str, Any] = {"gen_ai.conversation.id": session_id}
         if provider is not None:
@@ -328,17 +372,16 @@ class _Turn:
         self.context: Any = None
         self.children: list[Any] = []
 
-    def child(self, span_steps: Any) -> Any:
+    def child(self, spanned: Any) -> Any:
         """Remember a child span's generator, to end it before the turn's span when a turn
         stops early (its consumer left it in the middle of a model or tool call)."""
-        self.children.append(span_steps)
-        return span_steps
+        self.children.append(spanned)
+        return spanned
 
-    async def run(self, text: str, turn: AsyncIterator[Event]) -> AsyncIterator[Event]:
-        from opentelemetry import trace
-
+    def run(self, text: str, turn: AsyncIterator[Event]) -> AsyncIterator[Event]:
         from .agent import FinalEvent
 
+        trace = _otel().trace
         attributes = {"gen_ai.operation.name": "invoke_agent", **self.base}
         name = "invoke_agent"
         if isinstance(self.agent_name, str) and self.agent_name:
@@ -350,36 +393,27 @@ class _Turn:
             attributes["gen_ai.input.messages"] = _dump([{"role": "user", "content": text}])
         span = self.tracer.start_span(name, self.parent, trace.SpanKind.INTERNAL, attributes)
         self.context = trace.set_span_in_context(span, self.parent)
-        final = None
-        try:
-            steps = _steps(turn, self.context, self)
-            async for event in steps:
-                if isinstance(event, FinalEvent):
-                    final = event.text
-                yield event
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            _fail(span, exc)
-            raise
-        finally:
-            await _close(steps)
-            for child in self.children:
-                await _close(child)
+        final: list[str] = []
+
+        def observe(event: Any) -> None:
+            if isinstance(event, FinalEvent):
+                final.append(event.text)
+
+        def finish() -> None:
             span.set_attribute("gen_ai.usage.input_tokens", self.usage[0])
             span.set_attribute("gen_ai.usage.output_tokens", self.usage[1])
-            if self.content and final is not None:
-                out = {"role": "assistant", "content": final}
+            if self.content and final:
+                out = {"role": "assistant", "content": final[-1]}
                 span.set_attribute("gen_ai.output.messages", _dump([out], "stop"))
-            span.end()
 
-    async def chat(
+        return _around(span, self.context, self, turn, observe, finish, self.children)
+
+    def chat(
         self, provider: Provider, messages: list[Message], tools: list[ToolSchema]
     ) -> AsyncIterator[Any]:
-        from opentelemetry import trace
-
         from .providers.base import ModelResponse, TextDelta
 
+        trace = _otel().trace
         model = provider.model
         attributes = {
             "gen_ai.operation.name": "chat",
@@ -394,27 +428,22 @@ class _Turn:
         kind = trace.SpanKind.INTERNAL if provider.name in _IN_PROCESS else trace.SpanKind.CLIENT
         span = self.tracer.start_span(f"chat {model}", self.context, kind, attributes)
         context = trace.set_span_in_context(span, self.context)
-        started, first, response = time.perf_counter(), None, None
-        try:
-            steps = _steps(provider.stream(messages, tools), context, self)
-            async for item in steps:
-                if first is None and isinstance(item, TextDelta):
-                    first = time.perf_counter() - started
-                elif isinstance(item, ModelResponse):
-                    response = item
-                yield item
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            _fail(span, exc)
-            raise
-        finally:
-            await _close(steps)
-            if first is not None:
-                span.set_attribute("gen_ai.response.time_to_first_chunk", first)
-            if response is not None:
-                self._response(span, response)
-            span.end()
+        started = time.perf_counter()
+        seen: dict[str, Any] = {}
+
+        def observe(item: Any) -> None:
+            if isinstance(item, ModelResponse):
+                seen["response"] = item
+            elif "first" not in seen and isinstance(item, TextDelta):
+                seen["first"] = time.perf_counter() - started
+
+        def finish() -> None:
+            if "first" in seen:
+                span.set_attribute("gen_ai.response.time_to_first_chunk", seen["first"])
+            if "response" in seen:
+                self._response(span, seen["response"])
+
+        return _around(span, context, self, provider.stream(messages, tools), observe, finish)
 
     def _response(self, span: Any, response: ModelResponse) -> None:
         raw = response.raw
@@ -438,13 +467,12 @@ class _Turn:
             )
             span.set_attribute("gen_ai.output.messages", _dump([message], reason))
 
-    async def tool(
+    def tool(
         self, events: AsyncIterator[Event], call: Mapping[str, Any], tools: ToolRegistry
     ) -> AsyncIterator[Event]:
-        from opentelemetry import trace
-
         from .agent import ToolResultEvent
 
+        trace = _otel().trace
         fn = call.get("function") or {}
         name = str(fn.get("name") or "")
         found = tools.get(name)
@@ -465,36 +493,32 @@ class _Turn:
             )
         span = self.tracer.start_span(f"execute_tool {name}", self.context, attributes=attributes)
         context = trace.set_span_in_context(span, self.context)
-        result = None
-        try:
-            steps = _steps(events, context, self)
-            async for event in steps:
-                if isinstance(event, ToolResultEvent):
-                    result = event
-                yield event
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            _fail(span, exc)
-            raise
-        finally:
-            await _close(steps)
-            if result is not None:
-                _tool_result(span, result, found is None, self.content)
-            span.end()
+        results: list[Any] = []
+
+        def observe(event: Any) -> None:
+            if isinstance(event, ToolResultEvent):
+                results.append(event)
+
+        def finish() -> None:
+            if results:
+                _tool_result(span, results[-1], found is None, self.content)
+
+        return _around(span, context, self, events, observe, finish)
 
 
 def _tool_result(span: Any, result: Any, unknown: bool, content: bool) -> None:
-    from .export import redact_text
-
     if not result.is_error:
         if content:
+            from .export import redact_text
+
             span.set_attribute("gen_ai.tool.call.result", redact_text(result.content))
         return
     if result.exception is not None:
         _fail(span, result.exception)
         return
     from opentelemetry.trace import Status, StatusCode
+
+    from .export import redact_text
 
     span.set_attribute("error.type", "unknown_tool" if unknown else "tool_error")
     first = result.content.strip().splitlines()[0] if result.content.strip() else "tool error"
@@ -534,7 +558,7 @@ def _part(call: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def convert(message: Mapping[str, Any]) -> dict[str, Any]:
+def _convert(message: Mapping[str, Any]) -> dict[str, Any]:
     """One chat message in the GenAI conventions' shape: ``{"role", "parts": [...]}``."""
     content = message.get("content")
     if message.get("role") == "tool":
@@ -558,7 +582,7 @@ def _dump(messages: list[Any], finish_reason: str | None = None) -> str:
     """Messages, redacted, as the JSON string of the conventions' message list."""
     from .export import redact_messages
 
-    out = [convert(m) for m in redact_messages(messages)]
+    out = [_convert(m) for m in redact_messages(messages)]
     if finish_reason is not None:
         for item in out:
             item["finish_reason"] = "tool_call" if finish_reason == "tool_calls" else finish_reason
