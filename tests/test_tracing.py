@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -36,6 +37,7 @@ from scratchy import Agent, SessionManager
 from scratchy.agent import TextDelta
 from scratchy.errors import ModelBehaviorError, UsageError
 from scratchy.export import redact_text
+from scratchy.providers.base import ModelResponse, Usage
 from scratchy.testing import FakeProvider
 from scratchy.tracing import CONTENT_ENV, TRACING_ENV
 from tests.server_helpers import start_server  # noqa: F401 - fixture
@@ -207,6 +209,61 @@ async def test_spans_made_by_tools_and_providers_nest_under_theirs(
     from opentelemetry import trace
 
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+async def test_a_remote_model_call_records_the_server_the_settings_and_the_response(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    raw = SimpleNamespace(model="gpt-4o-2024-08-06", id="chatcmpl-123")
+    reply = ModelResponse({"role": "assistant", "content": "Hi"}, Usage(12, 1), "stop", raw)
+    fake = FakeProvider([reply], model="gpt-4o")
+    fake.name = "openai"
+    fake.base_url = "https://api.example.com/v1"  # type: ignore[attr-defined]
+    fake.settings = {"temperature": 0.2, "max_tokens": 300, "api_key": "sk-not-recorded"}
+    agent = Agent(provider=fake, autosave=False, tracing=provider)
+    await agent.chat("hello")
+    chat, turn = exporter.get_finished_spans()
+    assert chat.name == "chat gpt-4o" and chat.kind is SpanKind.CLIENT
+    assert {
+        k: v for k, v in chat.attributes.items() if k != "gen_ai.response.time_to_first_chunk"
+    } == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.conversation.id": "default",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.request.stream": True,
+        "gen_ai.request.temperature": 0.2,
+        "gen_ai.request.max_tokens": 300,
+        "server.address": "api.example.com",
+        "server.port": 443,
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "gen_ai.response.id": "chatcmpl-123",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 1,
+    }
+    assert turn.attributes["gen_ai.provider.name"] == "openai"
+    assert turn.attributes["gen_ai.request.model"] == "gpt-4o"
+
+
+async def test_a_turn_sampled_out_records_nothing_and_redacts_nothing(
+    exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    import scratchy.tracing
+
+    tp = TracerProvider(sampler=ALWAYS_OFF)
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+
+    def no_dump(*args: Any) -> str:
+        raise AssertionError("content prepared for a span that is not recorded")
+
+    monkeypatch.setattr(scratchy.tracing, "_dump", no_dump)
+    fake = FakeProvider([FakeProvider.tool_call("add", a=1, b=2), "3"])
+    agent = Agent(provider=fake, tools=[add], autosave=False, tracing=tp, trace_content=True)
+    assert await agent.chat("1 + 2?") == "3"
+    assert exporter.get_finished_spans() == ()
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -19,11 +19,13 @@ Nothing here imports OpenTelemetry while tracing is off: the hooks in the agent 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -55,7 +57,7 @@ _HINT = (
 )
 
 _active: ContextVar[_Turn | None] = ContextVar("scratchy_trace", default=None)
-_tracers: dict[int, tuple[Any, Any]] = {}
+_tracers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _setup_done = False
 _warned: set[str] = set()
 
@@ -189,13 +191,15 @@ def _provider_for(setting: Any) -> Any:
 
 
 def _tracer(provider: Any) -> Any:
-    cached = _tracers.get(id(provider))
-    if cached is None or cached[0] is not provider:
+    try:
+        return _tracers[provider]
+    except (KeyError, TypeError):
         from . import __version__
 
-        cached = (provider, provider.get_tracer("scratchy", __version__))
-        _tracers[id(provider)] = cached
-    return cached[1]
+        tracer = provider.get_tracer("scratchy", __version__)
+        with contextlib.suppress(TypeError):  # a provider that cannot be weakly referenced
+            _tracers[provider] = tracer
+        return tracer
 
 
 def _capture(setting: bool | None) -> bool:
@@ -389,10 +393,12 @@ class _Turn:
             name = f"invoke_agent {self.agent_name}"
         if self.model:
             attributes["gen_ai.request.model"] = self.model
-        if self.content:
-            attributes["gen_ai.input.messages"] = _dump([{"role": "user", "content": text}])
         span = self.tracer.start_span(name, self.parent, trace.SpanKind.INTERNAL, attributes)
         self.context = trace.set_span_in_context(span, self.parent)
+        if not span.is_recording():  # sampled out: its children are too, record no content
+            self.content = False
+        elif self.content:
+            span.set_attribute("gen_ai.input.messages", _dump([{"role": "user", "content": text}]))
         final: list[str] = []
 
         def observe(event: Any) -> None:
@@ -423,6 +429,11 @@ class _Turn:
             "gen_ai.request.stream": bool(provider.can_stream),
             **_server(provider),
         }
+        settings = getattr(provider, "settings", None) or {}
+        for key in ("temperature", "max_tokens", "top_p", "seed"):
+            value = settings.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                attributes[f"gen_ai.request.{key}"] = value
         if self.content:
             attributes["gen_ai.input.messages"] = _dump(messages)
         kind = trace.SpanKind.INTERNAL if provider.name in _IN_PROCESS else trace.SpanKind.CLIENT
