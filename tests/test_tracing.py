@@ -481,6 +481,21 @@ def test_a_bad_tracing_value_is_one_clear_error() -> None:
         Agent(provider=FakeProvider([]), autosave=False, tracing="yes")
 
 
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [(None, None), ("", None), ("1", True), ("TRUE", True), ("on", True), ("0", False),
+     ("off", False)],
+)  # fmt: skip
+def test_scratchy_tracing_is_read_when_the_agent_is_created(
+    value: str | None, kept: bool | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if value is not None:
+        monkeypatch.setenv(TRACING_ENV, value)
+    agent = Agent(provider=FakeProvider([]), autosave=False)
+    assert agent.tracing is kept
+    assert Agent(provider=FakeProvider([]), autosave=False, tracing=False).tracing is False
+
+
 def _python(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SCRATCHY_"))}
     environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])

@@ -10,8 +10,9 @@ turns. Message contents are recorded only on request (``Agent(trace_content=True
 (:func:`scratchy.export.redact_messages`).
 
 Tracing on with no provider configured sets up the OpenTelemetry SDK once, exporting with
-OTLP over HTTP to what the standard ``OTEL_EXPORTER_OTLP_*`` variables say (``OTEL_TRACES_EXPORTER
-=console`` prints them on stderr instead); that needs ``pip install 'scratchy[otel]'``.
+OTLP over HTTP to what the standard ``OTEL_EXPORTER_OTLP_*`` variables say (or, with
+``OTEL_TRACES_EXPORTER=console``, printing the spans on stderr); that needs
+``pip install 'scratchy[otel]'``.
 
 Nothing here imports OpenTelemetry while tracing is off: the hooks in the agent loop
 (:func:`trace_turn`, :func:`trace_chat`, :func:`trace_tool`) then hand back what they were given.
@@ -47,7 +48,7 @@ CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """The GenAI conventions' switch for recording message contents (``true``, ``SPAN_ONLY``...)."""
 
 _ON = frozenset({"1", "true", "yes", "on"})
-_OFF = frozenset({"", "0", "false", "no", "off"})
+_OFF = frozenset({"0", "false", "no", "off"})
 _CONTENT_ON = frozenset({"1", "true", "yes", "on", "span_only", "span_and_event"})
 _PROVIDER_NAMES = {"gemini": "gcp.gemini", "xai": "x_ai", "mistral": "mistral_ai"}
 _IN_PROCESS = frozenset({"local", "fake"})
@@ -67,10 +68,9 @@ def check(setting: Any) -> Any:
     what ``SCRATCHY_TRACING`` says (True, False, or None: unset, so on while the application
     has configured a tracer provider). Anything else is a ``UsageError``."""
     if setting is None:
-        value = os.environ.get(TRACING_ENV)
-        if value is None:
+        value = os.environ.get(TRACING_ENV, "").strip().lower()
+        if not value:
             return None
-        value = value.strip().lower()
         if value in _ON or value in _OFF:
             return value in _ON
         _warn_once("env", f"{TRACING_ENV}={value!r} is not understood: use 1 or 0")
