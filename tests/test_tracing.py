@@ -266,6 +266,26 @@ async def test_a_turn_sampled_out_records_nothing_and_redacts_nothing(
     assert exporter.get_finished_spans() == ()
 
 
+async def test_the_compaction_call_of_a_turn_is_a_chat_span_of_that_turn(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    fake = FakeProvider(["Summary of the old turns.", "Answer."], context_window=200)
+    agent = Agent(provider=fake, autosave=False, tracing=provider)
+    session = agent.get_session("long")
+    for i in range(10):
+        session.messages.append({"role": "user", "content": f"question {i} " * 10})
+        session.messages.append({"role": "assistant", "content": f"answer {i} " * 10})
+    assert await agent.chat("one more", session_id="long") == "Answer."
+    assert any(m.get("compacted") for m in session.messages)  # it did compact
+    summary, answer, turn = exporter.get_finished_spans()
+    assert [summary.name, answer.name, turn.name] == ["chat fake-model"] * 2 + ["invoke_agent"]
+    assert summary.parent.span_id == answer.parent.span_id == turn.context.span_id
+    assert turn.attributes["gen_ai.usage.output_tokens"] == (
+        summary.attributes["gen_ai.usage.output_tokens"]
+        + answer.attributes["gen_ai.usage.output_tokens"]
+    )
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 
