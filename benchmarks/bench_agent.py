@@ -82,8 +82,13 @@ async def tracing_ms(provider_cls: type, rounds: int = 400) -> tuple[float, floa
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     agents = {
-        mode: Agent(provider=provider_cls(), autosave=False, tools=[echo], system_prompt="Hi.",
-                    tracing=None if mode == "off" else tracer_provider)  # fmt: skip
+        mode: Agent(
+            provider=provider_cls(),
+            autosave=False,
+            tools=[echo],
+            system_prompt="Hi.",
+            tracing=None if mode == "off" else tracer_provider,
+        )
         for mode in ("off", "on")
     }
     times: dict[str, list[float]] = {"off": [], "on": []}
