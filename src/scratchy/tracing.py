@@ -573,7 +573,7 @@ def _convert(message: Mapping[str, Any]) -> dict[str, Any]:
     """One chat message in the GenAI conventions' shape: ``{"role", "parts": [...]}``."""
     content = message.get("content")
     if message.get("role") == "tool":
-        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+        text = content if isinstance(content, str) else json.dumps(content, default=str)
         part = {"type": "tool_call_response", "id": message.get("tool_call_id"), "result": text}
         return {"role": "tool", "parts": [part]}
     parts: list[dict[str, Any]] = []
@@ -597,7 +597,7 @@ def _dump(messages: list[Any], finish_reason: str | None = None) -> str:
     if finish_reason is not None:
         for item in out:
             item["finish_reason"] = "tool_call" if finish_reason == "tool_calls" else finish_reason
-    return json.dumps(out, ensure_ascii=False)
+    return json.dumps(out, ensure_ascii=False, default=str)  # never fail a turn for a trace
 
 
 # -- the server ------------------------------------------------------------------------------
