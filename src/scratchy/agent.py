@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from . import messages as msgs
+from . import tracing as _tracing
 from .errors import (
     MaxTurnsExceeded,
     ModelBehaviorError,
@@ -75,6 +76,7 @@ class ToolResultEvent:
     name: str
     content: str
     is_error: bool
+    exception: BaseException | None = field(default=None, repr=False)  # what the tool raised
 
 
 @dataclass(slots=True)
@@ -254,6 +256,9 @@ class Agent:
             older turns are summarised by the model first (see :meth:`compact`).
         tool_approval: For tools that change files or run code: ``"ask"`` calls
             ``on_tool_approval(name, args)`` (refused when there is none), ``"allow"``, ``"deny"``.
+        tracing: OpenTelemetry spans of each turn (see :mod:`scratchy.tracing`): True, False,
+            a ``TracerProvider``, or None: as ``SCRATCHY_TRACING`` says, else on while the
+            application has a tracer provider. ``trace_content=True`` adds message contents.
         on_token, on_tool_start, on_tool_end, on_tool_approval, on_final_message: Callbacks
             (plain or async functions).
     """
@@ -275,6 +280,8 @@ class Agent:
         context_window: int | None = None,
         compact_at: float = 0.8,
         workspace: str | None = None,
+        tracing: Any = None,
+        trace_content: bool | None = None,
         on_token: Callable[[str], Any] | None = None,
         on_tool_start: Callable[[str, dict[str, Any]], Any] | None = None,
         on_tool_end: Callable[[str, ToolResult], Any] | None = None,
@@ -310,6 +317,7 @@ class Agent:
         self.compact_at = compact_at
         self.tool_approval: Approval = tool_approval
         self.workspace = workspace
+        self.tracing, self.trace_content = _tracing.check(tracing), trace_content
         self.callbacks = _Callbacks(
             on_token, on_tool_start, on_tool_end, on_tool_approval, on_final_message
         )
@@ -589,7 +597,8 @@ class Agent:
         Turns on one session run one at a time in this agent; the callbacks are called from
         the same events, just before each is yielded."""
         async with self._turn_lock(session_id):
-            async for event in self._turn(text, session_id):
+            turn = _tracing.trace_turn(self, text, session_id, self._turn(text, session_id))
+            async for event in turn:
                 await self._emit(event)
                 yield event
 
@@ -608,7 +617,7 @@ class Agent:
             schemas = tools.schemas() if provider.supports_tools else []
             for _ in range(self.max_iterations):
                 response, streamed = None, False
-                async for item in provider.stream(self._history(session), schemas):
+                async for item in _tracing.trace_chat(provider, self._history(session), schemas):
                     if isinstance(item, TextDelta):
                         streamed = True
                         yield item
@@ -631,7 +640,8 @@ class Agent:
                     yield FinalEvent(msgs.text_of(reply))
                     return
                 for call in calls:
-                    async for event in self._run_tool(session, tools, call):
+                    run = self._run_tool(session, tools, call)
+                    async for event in _tracing.trace_tool(run, call, tools):
                         yield event
             raise MaxTurnsExceeded(
                 f"No final answer after {self.max_iterations} model calls; raise "
@@ -719,7 +729,7 @@ class Agent:
             yield ToolStartEvent(call["id"], name, args)
             result = await tool.run(arguments)
         session.messages.append(msgs.tool_result(call["id"], result.content, name))
-        yield ToolResultEvent(call["id"], name, result.content, result.is_error)
+        yield ToolResultEvent(call["id"], name, result.content, result.is_error, result.exception)
 
     async def _approved(self, name: str, args: dict[str, Any]) -> bool:
         if self.tool_approval != "ask" or name in self._always_allowed:
