@@ -35,8 +35,16 @@ from .errors import (
     SessionConflictError,
     UsageError,
 )
+from .events import (  # noqa: F401 - part of this module's API
+    Event,
+    FinalEvent,
+    TextDelta,
+    ToolCallEvent,
+    ToolResultEvent,
+    ToolStartEvent,
+)
 from .messages import Message
-from .providers.base import ModelResponse, Provider, TextDelta, as_provider
+from .providers.base import ModelResponse, Provider, as_provider
 from .sessions import SessionManager
 from .stores.base import SessionInfo, StoredSession, utcnow, validate_session_id
 from .tools import Tool, ToolRegistry, ToolResult
@@ -49,44 +57,6 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 Approval = Literal["ask", "allow", "deny"]
 
-
-@dataclass(slots=True)
-class ToolCallEvent:
-    """The model asked for a tool."""
-
-    call_id: str
-    name: str
-    arguments: str
-
-
-@dataclass(slots=True)
-class ToolStartEvent:
-    """An approved tool starts running (``args`` parsed from the call's arguments)."""
-
-    call_id: str
-    name: str
-    args: dict[str, Any]
-
-
-@dataclass(slots=True)
-class ToolResultEvent:
-    """A tool finished (``is_error`` when it failed or was refused)."""
-
-    call_id: str
-    name: str
-    content: str
-    is_error: bool
-    exception: BaseException | None = field(default=None, repr=False)  # what the tool raised
-
-
-@dataclass(slots=True)
-class FinalEvent:
-    """The turn ended with this reply text."""
-
-    text: str
-
-
-Event = TextDelta | ToolCallEvent | ToolStartEvent | ToolResultEvent | FinalEvent
 
 _ATOMS = (str, int, float, bool, type(None))
 
