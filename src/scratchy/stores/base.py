@@ -703,6 +703,10 @@ class BaseStore:
         with self._turn_lock(self._key(session_id), timeout, lease):
             yield
 
+    def close_session(self, session_id: str) -> None:
+        """Say that ``session_id`` is closed here (no more turns soon): the TOON file store
+        folds a big session's journal into its file; the database stores have nothing to do."""
+
     def close(self) -> None:
         """Release connections and files (the store reopens them if used again)."""
 
