@@ -180,7 +180,7 @@ class SessionManager:
         ``datetime.fromisoformat`` parses and ``datetime.now()`` compares), ``message_count``
         (None for a corrupted file), ``size``, ``corrupted`` and ``error``.
         """
-        return [info.as_dict() for info in self.store.list()]
+        return self.store.list_dicts()
 
     def list_page(self, *, limit: int = 50, cursor: str | None = None) -> SessionPage:
         """One page of session headers, newest activity first: ``page.items`` (``SessionInfo``)

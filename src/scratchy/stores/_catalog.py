@@ -86,6 +86,7 @@ class Catalog:
         self.path = self.index_dir / CATALOG_FILE
         self._db: sqlite3.Connection | None = None
         self._pid = 0
+        self._ino = 0
         self._lock = threading.RLock()
         self._broken = False
 
@@ -93,33 +94,43 @@ class Catalog:
 
     def db(self, create: bool = False) -> sqlite3.Connection | None:
         """The connection, or None when there is no usable catalog (``create``: make one)."""
-        if self._db is not None and self._pid == os.getpid():
+        try:
+            ino = os.stat(self.path).st_ino
+        except OSError:
+            ino = 0
+        if self._db is not None and self._pid == os.getpid() and self._ino == ino:
             return self._db
-        self._db = None  # a forked child never uses its parent's connection
-        if not create and not self.path.exists():
+        # a forked child never uses its parent's connection, nor anyone a catalog replaced
+        self._db = None
+        if not create and not ino:
             return None
         try:
             self.index_dir.mkdir(mode=0o700, exist_ok=True)
-            db = sqlite3.connect(
-                str(self.path), timeout=30, isolation_level=None, check_same_thread=False
-            )
+            db = self._connect()
             try:
                 self._setup(db)
-            except sqlite3.DatabaseError:
+            except sqlite3.OperationalError:  # busy, locked, read-only: not damage
+                db.close()
+                raise
+            except sqlite3.DatabaseError:  # not a database, or malformed: only a cache
                 db.close()
                 if not create:
                     raise
                 self._discard()
-                db = sqlite3.connect(
-                    str(self.path), timeout=30, isolation_level=None, check_same_thread=False
-                )
+                db = self._connect()
                 self._setup(db)
+            with contextlib.suppress(OSError):
+                os.chmod(self.path, 0o600)
+            ino = os.stat(self.path).st_ino
         except (OSError, sqlite3.Error):
             return None
-        with contextlib.suppress(OSError):
-            os.chmod(self.path, 0o600)
-        self._db, self._pid = db, os.getpid()
+        self._db, self._pid, self._ino = db, os.getpid(), ino
         return db
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(
+            str(self.path), timeout=30, isolation_level=None, check_same_thread=False
+        )
 
     def _discard(self) -> None:
         """Move a damaged database aside (it is only a cache)."""
@@ -273,6 +284,14 @@ class Catalog:
             return json.loads(blob), pending
         except ValueError:
             return {}, pending
+
+    def pending(self) -> set[str]:
+        """The ids marked pending."""
+        db = self.db()
+        if db is None:
+            return set()
+        with self._lock:
+            return {r[0] for r in db.execute("SELECT id FROM pending")}
 
     def ids(self) -> tuple[set[str], set[str]]:
         """The ids with a row, and the pending ids."""

@@ -9,6 +9,7 @@ activity index, its rows checked against their files, after the cheap checks of
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import time
@@ -33,6 +34,19 @@ SUFFIX = "_chat.toon"
 _HEAD_MESSAGES = b"\nmessages["
 
 
+_Entry = tuple[int, str, SessionInfo, dict[str, Any]]
+"""One listed session: (sort key, id, header, ``header.as_dict()``), shared, never changed."""
+
+
+def _clone(i: SessionInfo) -> SessionInfo:
+    """A copy a caller may change (faster than ``copy.copy`` of a slotted dataclass)."""
+    meta = dict(i.metadata) if i.metadata else {}
+    return SessionInfo(
+        i.id, i.created_at, i.updated_at, i.message_count, i.title, i.size, i.version, i.error,
+        meta, i.local_times,
+    )  # fmt: skip
+
+
 def _tz() -> str:
     return json.dumps(_tz_stamp())
 
@@ -42,7 +56,8 @@ class ListingMixin:
 
     directory: Path
     _catalog: Catalog
-    _mem_rows: dict[str, list[Any]]
+    _known: dict[str, tuple[list[int], SessionInfo]]
+    _known_tz: str
 
     # -- stats ---------------------------------------------------------------------------------
 
@@ -168,8 +183,22 @@ class ListingMixin:
     # -- the full listing ------------------------------------------------------------------------
 
     def _list(self: TOONFileStore, ns: str) -> list[SessionInfo]:
-        """Every session's header (corrupted files flagged), each checked against its file;
-        the catalog is repaired where it differs."""
+        """Every session's header, newest activity first (corrupted files flagged)."""
+        return [_clone(e[2]) for e in self._scan()]
+
+    def list(self: TOONFileStore) -> list[SessionInfo]:
+        """Every session's header, newest activity first; corrupted ones flagged with
+        ``error`` (each checked against its file)."""
+        return self._list("")
+
+    def list_dicts(self: TOONFileStore) -> list[dict[str, Any]]:
+        """``[info.as_dict() for info in self.list()]``, without building the headers again."""
+        return [dict(e[3]) for e in self._scan()]
+
+    def _scan(self: TOONFileStore) -> list[_Entry]:
+        """Every session, newest first, as shared entries (callers copy what they return),
+        each checked against its file's ``stat``: from what this store already knows, else
+        the catalog, else the file; the catalog is repaired where it differs."""
         try:
             dir_mtime = os.stat(self.directory).st_mtime_ns
         except (FileNotFoundError, NotADirectoryError):
@@ -181,64 +210,93 @@ class ListingMixin:
             entries = list(os.scandir(self.directory))
         except (FileNotFoundError, NotADirectoryError):
             return []
-        with self._mutex:
-            usable = self._catalog.db(create=True) is not None
-            rows, pending = self._catalog.everything()
-            meta = self._catalog.meta()
-            if not usable:
-                rows = self._mem_rows
-            trust = meta.get("tz") == _tz() or not usable
-            fixes: list[tuple[str, list[Any], int]] = []
-            out: list[SessionInfo] = []
-            present: set[str] = set()
-            cut = len(SUFFIX)
-            for entry in entries:
-                name = entry.name
-                if not name.endswith(SUFFIX) or name[0] == ".":
-                    continue
-                session_id = name[:-cut]
-                row = rows.get(session_id)
+        paused = gc.isenabled()
+        gc.disable()  # many small objects, no cycles: the collector would only rescan them
+        try:
+            with self._mutex:
+                out = self._scan_entries(entries, journals, marks, dir_mtime, seen_at)
+            out.sort(reverse=True)  # (sort key, id): BaseStore's (updated_at, id) order
+            return out
+        finally:
+            if paused:
+                gc.enable()
+
+    def _scan_entries(
+        self: TOONFileStore,
+        entries: list[os.DirEntry[str]],
+        journals: dict[str, list[int]],
+        marks: list[Path],
+        dir_mtime: int,
+        seen_at: int,
+    ) -> list[_Entry]:
+        catalog = self._catalog
+        usable = catalog.db(create=True) is not None
+        meta = catalog.meta() if usable else {}
+        tz = _tz()
+        if self._known_tz != tz:
+            self._known, self._known_tz = {}, tz
+        known = self._known
+        pending = catalog.pending() if usable else set()
+        out: list[_Entry] = []
+        misses: list[tuple[str, str, tuple[int, ...]]] = []
+        cut = len(SUFFIX)
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(SUFFIX) or name[0] == ".":
+                continue
+            session_id = name[:-cut]
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue
+            key: tuple[int, ...] = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if journals and session_id in journals:
+                key += tuple(journals[session_id])
+            hit = known.get(session_id)
+            if hit is not None and hit[0] == key and session_id not in pending:
+                out.append(hit[1])
+            else:
+                misses.append((session_id, entry.path, key))
+        fixes: list[tuple[str, list[Any], int]] = []
+        rows: dict[str, list[Any]] = {}
+        if misses and usable:
+            rows, pending = catalog.everything()
+            if meta.get("tz") != tz:
+                rows = {}
+        for session_id, path, key in misses:
+            row = rows.get(session_id)
+            if row is not None and tuple(row[0]) == key and session_id not in pending:
+                info = _info_from_row(session_id, row)
+            else:
                 try:
                     if row is None:
                         validate_session_id(session_id)
-                    st = entry.stat()
+                    info = self._info_of(session_id, Path(path), journals.get(session_id))
                 except (SessionError, FileNotFoundError):
                     continue
-                present.add(session_id)
-                key = row[0] if row is not None else None
-                js = journals.get(session_id)
-                if (
-                    key is not None
-                    and trust
-                    and key[0] == st.st_ino
-                    and key[1] == st.st_size
-                    and key[2] == st.st_mtime_ns
-                    and (len(key) == 3 if js is None else key[3:] == js)
-                    and session_id not in pending
-                ):
-                    info = _info_from_row(session_id, row)  # type: ignore[arg-type]
-                else:
-                    try:
-                        info = self._info_of(session_id, Path(entry.path), js)
-                    except FileNotFoundError:
-                        continue
-                    row = _row(info, [st.st_ino, st.st_size, st.st_mtime_ns, *(js or ())])
-                    fixes.append((session_id, row, sort_key(info.updated_at)))
-                out.append(info)
-            if not usable:
-                self._mem_rows = {sid: row for sid, row, _ in fixes} | {
-                    sid: r for sid, r in rows.items() if sid in present
-                }
-                return out
-            gone = [sid for sid in rows if sid not in present]
-            new_meta = {
-                "tz": _tz(),
-                "boot": boot_id(),
-                "names_mtime": str(dir_mtime),
-                "names_seen": str(seen_at),
-            }
+                fixes.append((session_id, _row(info, list(key)), sort_key(info.updated_at)))
+            item = (sort_key(info.updated_at), session_id, info, info.as_dict())
+            known[session_id] = (key, item)
+            out.append(item)
+        if len(known) > len(out):
+            present = {e[1] for e in out}
+            for session_id in [k for k in known if k not in present]:
+                del known[session_id]
+        if not usable:
+            return out
+        gone = [sid for sid in rows if sid not in known]
+        new_meta = {
+            "tz": tz,
+            "boot": boot_id(),
+            "names_mtime": str(dir_mtime),
+            "names_seen": str(seen_at),
+        }
+        recorded = all(meta.get(k) == v for k, v in new_meta.items() if k != "names_seen")
+        if fixes or gone or pending or marks or not recorded or not settled(
+            dir_mtime, int(meta.get("names_seen") or 0)
+        ):
             with self._free_locks(sorted(pending)) as dead:
-                self._catalog.repair(fixes, gone, self._check, new_meta, clear_pending=dead)
+                catalog.repair(fixes, gone, self._check, new_meta, clear_pending=dead)
             for mark in marks:
                 mark.unlink(missing_ok=True)
         return out

@@ -464,6 +464,10 @@ class BaseStore:
         rows.sort(key=_page_key, reverse=True)
         return [self._out(r) for r in rows]
 
+    def list_dicts(self) -> list[dict[str, Any]]:
+        """What ``SessionManager.list_sessions()`` returns: ``as_dict()`` of every header."""
+        return [info.as_dict() for info in self.list()]
+
     def list_page(self, *, limit: int = 50, cursor: str | None = None) -> SessionPage:
         """A page of headers, newest activity first (keyset paging: pass ``next_cursor``)."""
         if not 1 <= limit <= 1000:

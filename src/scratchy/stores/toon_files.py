@@ -165,7 +165,8 @@ class TOONFileStore(ListingMixin, BaseStore):
         self.location = str(self.directory)
         self._cache: dict[str, _Cached] = {}  # saves re-reading; checked against the file's stat
         self._catalog = Catalog(self.directory)  # listing rows, kept by every writer
-        self._mem_rows: dict[str, list[Any]] = {}  # the same, when it cannot be written
+        self._known: dict[str, tuple[list[int], SessionInfo]] = {}  # headers seen, by stat
+        self._known_tz = ""
         self._mutex = threading.RLock()
         self._search_index: Any = None
         self._jcache: dict[str, jr.JournalState] = {}  # journals read, for incremental reads
