@@ -36,11 +36,9 @@ def page_all(store: TOONFileStore, limit: int = 3) -> list[tuple[str, int | None
 
 
 def pending(d: Path) -> list[str]:
-    db = sqlite3.connect(d / ".index" / "catalog.sqlite")
-    try:
-        return [r[0] for r in db.execute("SELECT id FROM pending")]
-    finally:
-        db.close()
+    """Sessions marked as being written (``.index/pending/<id>``)."""
+    marks = d / ".index" / "pending"
+    return sorted(p.name for p in marks.iterdir()) if marks.is_dir() else []
 
 
 def settle(store: TOONFileStore) -> None:
@@ -93,7 +91,7 @@ def test_files_copied_in_deleted_or_overwritten_behind_its_back_are_seen(tmp_pat
         (i.id, i.message_count) for i in TOONFileStore(d).list_page(limit=5).items
     ]
     # a broken file copied in is listed, flagged
-    (d / "broken_chat.toon").write_text("title: \"unterminated\nmessages[0]:\n")
+    (d / "broken_chat.toon").write_text('title: "unterminated\nmessages[0]:\n')
     rows = {i.id: i for i in TOONFileStore(d).list_page(limit=5).items}
     assert rows["broken"].error and rows["broken"].message_count is None
 
@@ -259,4 +257,33 @@ async def test_agent_aclose_folds_the_sessions_it_used(tmp_path: Path) -> None:
     assert [m["content"] for m in stored.messages[len(history) :]] == [
         "hello",
         "You said: hello",
+    ]
+
+
+def test_the_repl_folds_a_session_it_leaves_and_on_exit(tmp_path: Path) -> None:
+    from tests.test_repl import Term
+
+    d = tmp_path / "scratchy" / "session_history"
+    history = big(TOONFileStore(d))
+    journal = d / jr.JOURNAL_DIR / "big.jsonl"
+    t = Term(tmp_path, "--session", "big")
+    t.wait_prompt("big")
+    t.send("hello", "big")
+    assert journal.exists()  # the turn went to the journal
+    assert t.send("/new other", "other") == "✨ Created new session: 'other'"
+    assert not journal.exists()  # left: folded
+    t.send("/resume big", "big")
+    t.send("again", "big")
+    assert journal.exists()
+    assert "👋" in t.close()
+    assert not journal.exists()  # exit: folded
+    from scratchy import toon
+
+    doc = toon.loads((d / "big_chat.toon").read_text())
+    assert doc["messages"][: len(history)] == history
+    assert [m["content"] for m in doc["messages"][len(history) :]] == [
+        "hello",
+        "You said: hello",
+        "again",
+        "You said: again",
     ]

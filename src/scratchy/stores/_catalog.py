@@ -6,9 +6,10 @@ not the directory. The catalog is derived data: the files stay the truth, and th
 only trusted while that can be checked cheaply.
 
 * **Writers keep it current.** Every write of a session, inside the session's lock, first marks
-  the session *pending* (a committed row in ``pending``), then writes the file or journal, then
-  stores the new row and clears the mark. A writer killed in between leaves the mark: readers
-  read that session from its files (and repair the row once nobody holds the session's lock).
+  the session *pending* (an empty file ``.index/pending/<id>``: no SQLite commit, no data), then
+  writes the file or journal, then stores the new row (one commit) and removes the mark. A
+  writer killed in between leaves the mark: readers read that session from its files (and
+  repair the row once nobody holds the session's lock).
 * **Readers check it.** A page is served from the catalog when the directory's modification
   time equals the one recorded when the catalog last matched the directory's file names, and
   that record was made at least :data:`SETTLE_NS` after that time (two changes within one tick of
@@ -43,10 +44,24 @@ from pathlib import Path
 from typing import Any
 
 CATALOG_FILE = "catalog.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 SETTLE_NS = 100_000_000
 """A directory time recorded less than this after it was set is not trusted (one clock tick of
 the file system may hold several changes); 2 s on file systems with whole-second times."""
+_SCHEMA = (
+    "DROP TABLE IF EXISTS sessions",
+    "DROP TABLE IF EXISTS pending",
+    "DROP TABLE IF EXISTS meta",
+    # a rowid table: a row (~300 bytes) stays on its leaf page (no overflow page), and an
+    # update in place (upsert) changes that page and one page of the activity index
+    "CREATE TABLE sessions (id TEXT NOT NULL UNIQUE, upd INTEGER NOT NULL, row TEXT NOT NULL)",
+    "CREATE INDEX sessions_by_activity ON sessions (upd, id)",
+    "CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID",
+)
+_UPSERT = (
+    "INSERT INTO sessions (id, upd, row) VALUES (?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET upd = excluded.upd, row = excluded.row"
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _counter = itertools.count()
@@ -84,6 +99,7 @@ class Catalog:
         self.directory = directory
         self.index_dir = directory / ".index"
         self.path = self.index_dir / CATALOG_FILE
+        self.pending_dir = self.index_dir / "pending"
         self._db: sqlite3.Connection | None = None
         self._pid = 0
         self._ino = 0
@@ -145,6 +161,7 @@ class Catalog:
 
     @staticmethod
     def _setup(db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA page_size=512")  # a write changes 2 pages: small WAL frames
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # derived data; see boot_id for power losses
         if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
@@ -152,19 +169,8 @@ class Catalog:
         db.execute("BEGIN IMMEDIATE")
         try:
             if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                db.executescript(
-                    """
-                    DROP TABLE IF EXISTS sessions;
-                    DROP TABLE IF EXISTS pending;
-                    DROP TABLE IF EXISTS meta;
-                    CREATE TABLE sessions (
-                        id TEXT PRIMARY KEY, upd INTEGER NOT NULL, row TEXT NOT NULL
-                    ) WITHOUT ROWID;
-                    CREATE INDEX sessions_by_activity ON sessions (upd, id);
-                    CREATE TABLE pending (id TEXT PRIMARY KEY) WITHOUT ROWID;
-                    CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
-                    """
-                )
+                for statement in _SCHEMA:  # one by one: executescript would commit first
+                    db.execute(statement)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -181,20 +187,26 @@ class Catalog:
     # -- writers -----------------------------------------------------------------------------
 
     def begin_write(self, session_id: str) -> None:
-        """Mark ``session_id`` pending, before its files change (the caller holds its lock)."""
-        with self._lock:
-            db = self.db(create=True)
+        """Mark ``session_id`` pending, before its files change (the caller holds its lock):
+        an empty file ``.index/pending/<id>`` (no data written, no ``fsync``)."""
+        try:
+            fd = os.open(self.pending_dir / session_id, os.O_WRONLY | os.O_CREAT, 0o600)
+        except FileNotFoundError:
             try:
-                if db is None:
-                    raise sqlite3.OperationalError("no catalog")
-                db.execute("INSERT OR IGNORE INTO pending VALUES (?)", (session_id,))
-            except sqlite3.Error:
+                self.pending_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(self.pending_dir / session_id, os.O_WRONLY | os.O_CREAT, 0o600)
+            except OSError:
                 self._mark_stale()
+                return
+        except OSError:
+            self._mark_stale()
+            return
+        os.close(fd)
 
     def end_write(self, session_id: str, row: list[Any] | None, upd: int) -> None:
         """Store the row of a session just written (None: removed) and clear its mark."""
         with self._lock:
-            db = self.db()
+            db = self.db(create=True)
             if db is None:
                 return
             try:
@@ -204,16 +216,28 @@ class Catalog:
                         db.execute("DELETE FROM sessions WHERE id=?", (session_id,))
                     else:
                         db.execute(
-                            "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)",
+                            _UPSERT,
                             (session_id, upd, json.dumps(row, ensure_ascii=False)),
                         )
-                    db.execute("DELETE FROM pending WHERE id=?", (session_id,))
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
             except sqlite3.Error:
-                pass  # the mark stays: readers read this session from its files
+                return  # the mark stays: readers read this session from its files
+        self._unmark([session_id])
+
+    def _unmark(self, ids: Iterable[str]) -> None:
+        for session_id in ids:
+            with contextlib.suppress(OSError):
+                os.unlink(self.pending_dir / session_id)
+
+    def pending(self) -> set[str]:
+        """The ids marked pending (being written, or left so by a killed writer)."""
+        try:
+            return set(os.listdir(self.pending_dir))
+        except OSError:
+            return set()
 
     def _mark_stale(self) -> None:
         """The catalog could not record a write: make readers check every file."""
@@ -251,15 +275,16 @@ class Catalog:
         with self._lock:
             db.execute("BEGIN")
             try:
-                pending = [r[0] for r in db.execute("SELECT id FROM pending")]
+                pending = sorted(self.pending())
                 where = "WHERE (upd, id) < (?, ?)" if after is not None else ""
                 skip = " AND" if where else "WHERE"
+                marks = ",".join("?" * len(pending))
                 sql = (
                     f"SELECT id, row FROM sessions {where}"
-                    + (f"{skip} id NOT IN (SELECT id FROM pending)" if pending else "")
+                    + (f"{skip} id NOT IN ({marks})" if pending else "")
                     + " ORDER BY upd DESC, id DESC LIMIT ?"
                 )
-                args = (*after, limit) if after is not None else (limit,)
+                args = (*(after or ()), *pending, limit)
                 rows = db.execute(sql, args).fetchall()
             finally:
                 db.execute("COMMIT")
@@ -277,21 +302,13 @@ class Catalog:
                     "SELECT '{' || coalesce(group_concat(json_quote(id) || ':' || row, ','), '')"
                     " || '}' FROM sessions"
                 ).fetchone()[0]
-                pending = {r[0] for r in db.execute("SELECT id FROM pending")}
             finally:
                 db.execute("COMMIT")
+        pending = self.pending()
         try:
             return json.loads(blob), pending
         except ValueError:
             return {}, pending
-
-    def pending(self) -> set[str]:
-        """The ids marked pending."""
-        db = self.db()
-        if db is None:
-            return set()
-        with self._lock:
-            return {r[0] for r in db.execute("SELECT id FROM pending")}
 
     def ids(self) -> tuple[set[str], set[str]]:
         """The ids with a row, and the pending ids."""
@@ -302,10 +319,9 @@ class Catalog:
             db.execute("BEGIN")
             try:
                 ids = {r[0] for r in db.execute("SELECT id FROM sessions")}
-                pending = {r[0] for r in db.execute("SELECT id FROM pending")}
             finally:
                 db.execute("COMMIT")
-        return ids, pending
+        return ids, self.pending()
 
     def repair(
         self,
@@ -326,14 +342,12 @@ class Catalog:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    pending = {r[0] for r in db.execute("SELECT id FROM pending")}
-                    for sid in clear_pending:
-                        db.execute("DELETE FROM pending WHERE id=?", (sid,))
-                        pending.discard(sid)
+                    clear = list(clear_pending)
+                    pending = self.pending() - set(clear)  # inside the write: see the module doc
                     for sid, row, upd in rows:
                         if sid not in pending and check(sid, row[0]):
                             db.execute(
-                                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)",
+                                _UPSERT,
                                 (sid, upd, json.dumps(row, ensure_ascii=False)),
                             )
                     for sid in gone:
@@ -346,4 +360,5 @@ class Catalog:
                     db.execute("ROLLBACK")
                     raise
             except sqlite3.Error:
-                pass  # derived data: the next reader tries again
+                return  # derived data: the next reader tries again
+        self._unmark(clear)  # their rows are stored (the caller holds their locks)

@@ -292,8 +292,13 @@ class ListingMixin:
             "names_seen": str(seen_at),
         }
         recorded = all(meta.get(k) == v for k, v in new_meta.items() if k != "names_seen")
-        if fixes or gone or pending or marks or not recorded or not settled(
-            dir_mtime, int(meta.get("names_seen") or 0)
+        if (
+            fixes
+            or gone
+            or pending
+            or marks
+            or not recorded
+            or not settled(dir_mtime, int(meta.get("names_seen") or 0))
         ):
             with self._free_locks(sorted(pending)) as dead:
                 catalog.repair(fixes, gone, self._check, new_meta, clear_pending=dead)
@@ -404,9 +409,7 @@ class ListingMixin:
         dir_mtime = os.stat(self.directory).st_mtime_ns
         seen_at = time.time_ns()
         cut = len(SUFFIX)
-        names = {
-            n[:-cut] for n in os.listdir(self.directory) if n.endswith(SUFFIX) and n[0] != "."
-        }
+        names = {n[:-cut] for n in os.listdir(self.directory) if n.endswith(SUFFIX) and n[0] != "."}
         ids, pending = self._catalog.ids()
         new = []
         for session_id in names - ids - pending:

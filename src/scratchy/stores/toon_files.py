@@ -83,7 +83,6 @@ from .base import (
     Writer,
     file_turn_lock,
     parse_time,
-    utcnow,
     validate_session_id,
 )
 
