@@ -180,7 +180,8 @@ class SessionManager:
         ``datetime.fromisoformat`` parses and ``datetime.now()`` compares), ``message_count``
         (None for a corrupted file), ``size``, ``corrupted`` and ``error``.
         """
-        return self.store.list_dicts()
+        fast = getattr(self.store, "list_dicts", None)  # a third-party store may lack it
+        return fast() if fast is not None else [i.as_dict() for i in self.store.list()]
 
     def list_page(self, *, limit: int = 50, cursor: str | None = None) -> SessionPage:
         """One page of session headers, newest activity first: ``page.items`` (``SessionInfo``)

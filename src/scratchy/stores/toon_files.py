@@ -166,13 +166,22 @@ class TOONFileStore(ListingMixin, BaseStore):
         self._catalog = Catalog(self.directory)  # listing rows, kept by every writer
         self._known: dict[str, tuple[list[int], SessionInfo]] = {}  # headers seen, by stat
         self._known_tz = ""
+        self._owners: dict[str, TOONFileStore] = {}
         self._mutex = threading.RLock()
         self._search_index: Any = None
         self._jcache: dict[str, jr.JournalState] = {}  # journals read, for incremental reads
 
     def scoped(self, owner: str) -> TOONFileStore:
-        """The sessions of ``owner``: files in ``<dir>/.owners/<owner>/``."""
-        return TOONFileStore(self.directory / OWNERS_DIR / validate_session_id(owner))
+        """The sessions of ``owner``: files in ``<dir>/.owners/<owner>/`` (one store object per
+        owner, so its catalog connection and caches are kept between requests)."""
+        validate_session_id(owner)
+        with self._mutex:
+            view = self._owners.get(owner)
+            if view is None:
+                if len(self._owners) >= 256:  # bounded: the others reopen when used again
+                    self._owners.clear()
+                view = self._owners[owner] = TOONFileStore(self.directory / OWNERS_DIR / owner)
+            return view
 
     def close_session(self, session_id: str) -> None:
         """Fold the session's journal into its file, if it has one (see the module doc)."""
@@ -184,6 +193,8 @@ class TOONFileStore(ListingMixin, BaseStore):
         """Close the catalog and search index (reopened when used again)."""
         self._catalog.close()
         with self._mutex:
+            for view in self._owners.values():
+                view.close()
             if self._search_index is not None:
                 self._search_index.close()
                 self._search_index = None
