@@ -127,14 +127,19 @@ def test_damaged_catalog_is_rebuilt(sm: SessionManager) -> None:
     fresh = SessionManager(store=TOONFileStore(sm.location))
     assert [r["message_count"] for r in fresh.list_sessions()] == [3]
     assert [i.message_count for i in fresh.list_page(limit=5).items] == [3]
-    db = sqlite3.connect(catalog)  # a stale row (another count, same file) is not trusted
-    db.execute("UPDATE sessions SET row = json_set(row, '$[3]', 99)")
+    listing = catalog.with_name("listing.json")  # the last full listing's snapshot
+    assert listing.is_file()
+    listing.write_text("{ torn")
+    fresh = SessionManager(store=TOONFileStore(sm.location))
+    assert [r["message_count"] for r in fresh.list_sessions()] == [3]
+    db = sqlite3.connect(catalog)  # a row naming another file is not trusted
+    db.execute("UPDATE sessions SET row = json_set(row, '$[3]', 99, '$[0][2]', 1)")
     db.commit()
     db.close()
+    listing.unlink()
     fresh = SessionManager(store=TOONFileStore(sm.location))
-    assert [r["message_count"] for r in fresh.list_sessions()] == [99]  # same stat: trusted
-    os.utime(Path(sm.location) / "a_chat.toon")  # but any change of the file is seen
     assert [r["message_count"] for r in fresh.list_sessions()] == [3]
+    assert [i.message_count for i in fresh.list_page(limit=5).items] == [3]
 
 
 @pytest.mark.parametrize(

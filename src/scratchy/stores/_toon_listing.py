@@ -12,6 +12,7 @@ import contextlib
 import gc
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -34,8 +35,29 @@ SUFFIX = "_chat.toon"
 _HEAD_MESSAGES = b"\nmessages["
 
 
-_Entry = tuple[int, str, SessionInfo, dict[str, Any]]
-"""One listed session: (sort key, id, header, ``header.as_dict()``), shared, never changed."""
+_Entry = tuple[int, str, list[Any], dict[str, Any]]
+"""One listed session: (sort key, id, [header or None, created_at, updated_at, version],
+``header.as_dict()``), shared by listings (the header is built when first needed)."""
+LISTING = "listing.json"
+"""A snapshot of the last full listing (``.index/listing.json``): lets a new process list
+without reading the catalog; every entry is checked against its file's ``stat`` like a row."""
+
+
+def _entry(info: SessionInfo, key_sort: int) -> _Entry:
+    extra = [info, info.created_at.isoformat(), info.updated_at.isoformat(), info.version]
+    return (key_sort, info.id, extra, info.as_dict())
+
+
+def _entry_info(e: _Entry) -> SessionInfo:
+    extra = e[2]
+    if extra[0] is None:
+        d = e[3]
+        extra[0] = SessionInfo(
+            e[1], datetime.fromisoformat(extra[1]), datetime.fromisoformat(extra[2]),
+            d["message_count"], d["title"], d["size"], extra[3], d["error"], {},
+            (d["created_at"], d["updated_at"]),
+        )  # fmt: skip
+    return extra[0]  # type: ignore[no-any-return]
 
 
 def _clone(i: SessionInfo) -> SessionInfo:
@@ -56,8 +78,9 @@ class ListingMixin:
 
     directory: Path
     _catalog: Catalog
-    _known: dict[str, tuple[list[int], SessionInfo]]
+    _known: dict[str, tuple[tuple[int, ...], _Entry]]
     _known_tz: str
+    _listing_stale: bool = True
 
     # -- stats ---------------------------------------------------------------------------------
 
@@ -184,7 +207,7 @@ class ListingMixin:
 
     def _list(self: TOONFileStore, ns: str) -> list[SessionInfo]:
         """Every session's header, newest activity first (corrupted files flagged)."""
-        return [_clone(e[2]) for e in self._scan()]
+        return [_clone(_entry_info(e)) for e in self._scan()]
 
     def list(self: TOONFileStore) -> list[SessionInfo]:
         """Every session's header, newest activity first; corrupted ones flagged with
@@ -236,6 +259,8 @@ class ListingMixin:
         if self._known_tz != tz:
             self._known, self._known_tz = {}, tz
         known = self._known
+        if not known:
+            known.update(self._load_listing(tz))
         pending = catalog.pending() if usable else set()
         out: list[_Entry] = []
         misses: list[tuple[str, str, tuple[int, ...]]] = []
@@ -275,13 +300,15 @@ class ListingMixin:
                 except (SessionError, FileNotFoundError):
                     continue
                 fixes.append((session_id, _row(info, list(key)), sort_key(info.updated_at)))
-            item = (sort_key(info.updated_at), session_id, info, info.as_dict())
+            item = _entry(info, sort_key(info.updated_at))
             known[session_id] = (key, item)
             out.append(item)
         if len(known) > len(out):
             present = {e[1] for e in out}
             for session_id in [k for k in known if k not in present]:
                 del known[session_id]
+        if misses or self._listing_stale:
+            self._save_listing(tz)
         if not usable:
             return out
         gone = [sid for sid in rows if sid not in known]
@@ -305,6 +332,57 @@ class ListingMixin:
             for mark in marks:
                 mark.unlink(missing_ok=True)
         return out
+
+    def _load_listing(self, tz: str) -> dict[str, tuple[tuple[int, ...], _Entry]]:
+        """The entries of the last full listing's snapshot (unchecked: the caller checks
+        each against its file), {} when there is none or it is of another time zone."""
+        self._listing_stale = True
+        try:
+            data = json.loads((self.directory / ".index" / LISTING).read_bytes())
+            if data.get("tz") != tz or data.get("format") != 2:
+                return {}
+            out = {}
+            for sid, (key, order, title, lc, lu, count, size, error, c, u, version) in data[
+                "rows"
+            ].items():
+                d = {
+                    "id": sid,
+                    "title": title,
+                    "created_at": lc,
+                    "updated_at": lu,
+                    "message_count": count,
+                    "size": size,
+                    "corrupted": error is not None,
+                    "error": error,
+                }
+                out[sid] = (tuple(key), (order, sid, [None, c, u, version], d))
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return {}
+        self._listing_stale = False
+        return out
+
+    def _save_listing(self, tz: str) -> None:
+        """Write the snapshot of what this listing saw (atomically, no fsync: derived)."""
+        rows = {}
+        for sid, (key, e) in self._known.items():
+            d, extra = e[3], e[2]
+            rows[sid] = [
+                key, e[0], d["title"], d["created_at"], d["updated_at"], d["message_count"],
+                d["size"], d["error"], extra[1], extra[2], extra[3],
+            ]  # fmt: skip
+        index = self.directory / ".index"
+        tmp = index / f".{LISTING}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            tmp.write_text(
+                json.dumps({"format": 2, "tz": tz, "rows": rows}, ensure_ascii=False),
+                encoding="utf-8",
+            )
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, index / LISTING)
+            self._listing_stale = False
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     # -- pages -----------------------------------------------------------------------------------
 

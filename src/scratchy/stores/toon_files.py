@@ -164,7 +164,7 @@ class TOONFileStore(ListingMixin, BaseStore):
         self.location = str(self.directory)
         self._cache: dict[str, _Cached] = {}  # saves re-reading; checked against the file's stat
         self._catalog = Catalog(self.directory)  # listing rows, kept by every writer
-        self._known: dict[str, tuple[list[int], SessionInfo]] = {}  # headers seen, by stat
+        self._known: dict[str, Any] = {}  # headers seen, by stat (see _toon_listing)
         self._known_tz = ""
         self._owners: dict[str, TOONFileStore] = {}
         self._mutex = threading.RLock()
