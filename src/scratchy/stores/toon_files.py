@@ -31,9 +31,10 @@ see :mod:`._journal`), folded into a new file when the journal would pass the fi
 file then holds the session as of the last fold; every reader reads the file, then its journal.
 
 Files written by the original Scratchy (JSON in a ``.toon`` file) are read too, and become TOON
-on the next write. ``<dir>/.index/catalog.json`` caches the headers for fast listing; each entry is
-checked against the file's (inode, size, mtime), so a stale or missing catalog is rebuilt, never
-trusted blindly.
+on the next write. Listings come from ``<dir>/.index/``: the catalog (``catalog.sqlite``, kept
+by every writer, see :mod:`._catalog`) and a snapshot of the last full listing
+(``listing.json``); both are derived, checked against the files, and rebuilt when damaged.
+Closing a session (:meth:`TOONFileStore.close_session`) folds its journal into its file.
 """
 
 from __future__ import annotations
