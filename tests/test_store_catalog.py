@@ -14,6 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from scratchy import Agent, SessionManager
 from scratchy.stores import _catalog
 from scratchy.stores import _journal as jr
@@ -287,3 +291,52 @@ def test_the_repl_folds_a_session_it_leaves_and_on_exit(tmp_path: Path) -> None:
         "again",
         "You said: again",
     ]
+
+
+IDS = ["a", "b", "c", "d"]
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["append", "replace", "delete", "copy_in", "rm", "other_append"]),
+        st.sampled_from(IDS),
+        st.integers(1, 3),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=OPS)
+def test_pages_always_match_the_files(tmp_path_factory: pytest.TempPathFactory, ops: list) -> None:
+    """Whatever mix of writes (two store objects, as two processes) and changes behind the
+    catalog's back (files copied in, deleted), paging through a fresh store, a kept one, and
+    the full listing all agree with the files."""
+    root = tmp_path_factory.mktemp("prop")
+    d, elsewhere = root / "s", root / "elsewhere"
+    one, other, reader = TOONFileStore(d), TOONFileStore(d), TOONFileStore(d)
+    source = TOONFileStore(elsewhere)
+    for n, (op, sid, k) in enumerate(ops):
+        path = d / f"{sid}_chat.toon"
+        if op == "append":
+            one.append(sid, msgs(k, f"{op}{n}"))
+        elif op == "other_append":
+            other.append(sid, msgs(k, f"{op}{n}"))
+        elif op == "replace":
+            other.replace(sid, msgs(k, f"{op}{n}"))
+        elif op == "delete":
+            one.delete(sid)
+        elif op == "copy_in" and not path.exists():
+            source.replace("t", msgs(k, f"copy{n}"))
+            d.mkdir(parents=True, exist_ok=True)
+            shutil.copy(elsewhere / "t_chat.toon", path)
+        elif op == "rm":
+            path.unlink(missing_ok=True)
+        truth = [(i.id, i.message_count) for i in TOONFileStore(d).list()]
+        assert sorted(truth) == sorted(
+            (p.name[:-10], len(TOONFileStore(d).load(p.name[:-10]).messages))  # type: ignore[union-attr]
+            for p in (d.glob("*_chat.toon") if d.is_dir() else [])
+        )
+        assert page_all(TOONFileStore(d), 2) == truth
+        assert page_all(reader, 3) == truth
