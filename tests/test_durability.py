@@ -58,6 +58,8 @@ def test_sigkill_mid_save_never_leaves_a_torn_file(tmp_path: Path) -> None:
         text = (d / "victim_chat.toon").read_text()
         assert toon_format.decode(text)["messages"] == messages
         assert [r["id"] for r in fresh.list_sessions()] == ["victim"]
+        [info] = SessionManager(d).list_page(limit=5).items
+        assert info.message_count == len(messages)
     leftovers = list(d.glob(".tmp/*.tmp"))
     SessionManager(d).append_messages("victim", [{"role": "user", "content": "after"}])
     assert not list(d.glob(".tmp/victim_chat.toon.*.tmp")), leftovers
@@ -147,6 +149,8 @@ def _check_big(d: Path, acked: list[str]) -> list[str]:
     assert doc["messages"] == messages[: len(doc["messages"])]
     [row] = SessionManager(d).list_sessions()
     assert row["message_count"] == len(messages)
+    [info] = SessionManager(d).list_page(limit=5).items  # the catalog's page sees them too
+    assert info.message_count == len(messages)
     return users
 
 

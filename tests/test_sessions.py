@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 from datetime import datetime
 from pathlib import Path
@@ -115,24 +116,30 @@ def test_list_sees_changes_made_by_another_manager(sm: SessionManager, tmp_path:
 def test_damaged_catalog_is_rebuilt(sm: SessionManager) -> None:
     sm.save_session("a", MESSAGES)
     sm.list_sessions()
-    catalog = Path(sm.location) / ".index" / "catalog.json"
+    catalog = Path(sm.location) / ".index" / "catalog.sqlite"
     assert catalog.is_file()
-    catalog.write_text("{ torn")
-    from scratchy.stores.toon_files import TOONFileStore, _tz_stamp
+    sm.store.close()
+    for suffix in ("-wal", "-shm"):
+        catalog.with_name(catalog.name + suffix).unlink(missing_ok=True)
+    catalog.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)  # damaged
+    from scratchy.stores.toon_files import TOONFileStore
 
     fresh = SessionManager(store=TOONFileStore(sm.location))
     assert [r["message_count"] for r in fresh.list_sessions()] == [3]
-    catalog.write_text(
-        json.dumps(
-            {
-                "format": "scratchy-session/1",
-                "tz": _tz_stamp(),
-                "sessions": {"a": [[1, 2, 3], "x", "y", 99, "", None, "x", "y"]},
-            }
-        )
-    )
+    assert [i.message_count for i in fresh.list_page(limit=5).items] == [3]
+    listing = catalog.with_name("listing.json")  # the last full listing's snapshot
+    assert listing.is_file()
+    listing.write_text("{ torn")
     fresh = SessionManager(store=TOONFileStore(sm.location))
-    assert [r["message_count"] for r in fresh.list_sessions()] == [3]  # stale row not trusted
+    assert [r["message_count"] for r in fresh.list_sessions()] == [3]
+    db = sqlite3.connect(catalog)  # a row naming another file is not trusted
+    db.execute("UPDATE sessions SET row = json_set(row, '$[3]', 99, '$[0][2]', 1)")
+    db.commit()
+    db.close()
+    listing.unlink()
+    fresh = SessionManager(store=TOONFileStore(sm.location))
+    assert [r["message_count"] for r in fresh.list_sessions()] == [3]
+    assert [i.message_count for i in fresh.list_page(limit=5).items] == [3]
 
 
 @pytest.mark.parametrize(

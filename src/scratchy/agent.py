@@ -363,8 +363,14 @@ class Agent:
             self._mcp = MCPManager()
         self._mcp.add(source)
 
+    async def aclose_session(self, *session_ids: str) -> None:
+        """Close sessions here: their stored journals are folded into their files."""
+        if self.session_manager is not None and session_ids:
+            await asyncio.to_thread(self.session_manager.close_sessions, list(session_ids))
+
     async def aclose(self) -> None:
-        """Stop MCP servers and release provider resources."""
+        """Close the sessions used, stop MCP servers and release provider resources."""
+        await self.aclose_session(*self.sessions)
         if self._mcp is not None:
             await self._mcp.aclose()
             self._mcp = None

@@ -7,13 +7,14 @@ working directory (or ``$SCRATCHY_SESSION_DIR``), exactly as the user guide show
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import SessionError, UsageError
 from .messages import Message
 from .stores.base import (
     BaseStore,
@@ -30,6 +31,7 @@ __all__ = ["SessionManager", "DEFAULT_SESSION_DIR", "SESSION_DIR_ENV", "open_sto
 DEFAULT_SESSION_DIR = Path("scratchy") / "session_history"
 SESSION_DIR_ENV = "SCRATCHY_SESSION_DIR"
 
+_log = logging.getLogger(__name__)
 _stores: dict[str, BaseStore] = {}
 _stores_lock = threading.Lock()
 
@@ -178,12 +180,28 @@ class SessionManager:
         ``datetime.fromisoformat`` parses and ``datetime.now()`` compares), ``message_count``
         (None for a corrupted file), ``size``, ``corrupted`` and ``error``.
         """
-        return [info.as_dict() for info in self.store.list()]
+        fast = getattr(self.store, "list_dicts", None)  # a third-party store may lack it
+        return fast() if fast is not None else [i.as_dict() for i in self.store.list()]
 
     def list_page(self, *, limit: int = 50, cursor: str | None = None) -> SessionPage:
         """One page of session headers, newest activity first: ``page.items`` (``SessionInfo``)
         and ``page.next_cursor`` to pass as ``cursor=`` for the next page (None at the end)."""
         return self.store.list_page(limit=limit, cursor=cursor)
+
+    def close_session(self, session_id: str) -> None:
+        """Say that ``session_id`` is closed here: a big session's journal is folded into its
+        ``.toon`` file (see the durability notes of the user guide). Safe to call at any time,
+        from any process; the session can be used again afterwards."""
+        self.store.close_session(session_id)
+
+    def close_sessions(self, session_ids: list[str]) -> None:
+        """:meth:`close_session` for each id; a session that cannot be folded now (corrupted,
+        read-only directory) is logged and left as it is, since its journal keeps every turn."""
+        for session_id in session_ids:
+            try:
+                self.store.close_session(session_id)
+            except (SessionError, OSError) as exc:
+                _log.warning("Could not fold session %r on close: %s", session_id, exc)
 
     def update_session(
         self, session_id: str, *, title: str | None = None, metadata: dict[str, Any] | None = None

@@ -227,6 +227,7 @@ async def _new(repl: Repl, args: list[str]) -> None:
         return
     repl.sm.create_session(session_id)
     repl.agent.get_session(session_id)
+    await repl.agent.aclose_session(repl.session_id)  # the session left: fold its journal
     repl.session_id = session_id
     repl.say(f"✨ Created new session: '{session_id}'")
 
@@ -244,6 +245,8 @@ async def _resume(repl: Repl, args: list[str]) -> None:
         return
     session = repl.agent.get_session(session_id)
     repl.agent.refresh(session)
+    if session_id != repl.session_id:
+        await repl.agent.aclose_session(repl.session_id)  # the session left: fold its journal
     repl.session_id = session_id
     repl.say(f"📂 Resumed session: '{session_id}' ({len(session.messages)} messages)")
 

@@ -187,8 +187,12 @@ def list_cmd(directory: str | None, as_json: bool, limit: int | None) -> None:
     """
     _not_negative("--limit", limit, "0 lists all")
     sm = _reader(directory)
-    rows = sm.list_sessions() if sm is not None else []
-    total = len(rows)
+    if sm is not None and limit and limit <= 1000 and (as_json or not sys.stdout.isatty()):
+        rows = [i.as_dict() for i in sm.list_page(limit=limit).items]  # a page costs the page
+        total = len(rows)  # (the count of all is only shown in a terminal)
+    else:
+        rows = sm.list_sessions() if sm is not None else []
+        total = len(rows)
     if limit:
         rows = rows[:limit]
     if as_json:

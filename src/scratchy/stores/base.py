@@ -464,6 +464,10 @@ class BaseStore:
         rows.sort(key=_page_key, reverse=True)
         return [self._out(r) for r in rows]
 
+    def list_dicts(self) -> list[dict[str, Any]]:
+        """What ``SessionManager.list_sessions()`` returns: ``as_dict()`` of every header."""
+        return [info.as_dict() for info in self.list()]
+
     def list_page(self, *, limit: int = 50, cursor: str | None = None) -> SessionPage:
         """A page of headers, newest activity first (keyset paging: pass ``next_cursor``)."""
         if not 1 <= limit <= 1000:
@@ -702,6 +706,10 @@ class BaseStore:
         """
         with self._turn_lock(self._key(session_id), timeout, lease):
             yield
+
+    def close_session(self, session_id: str) -> None:
+        """Say that ``session_id`` is closed here (no more turns soon): the TOON file store
+        folds a big session's journal into its file; the database stores have nothing to do."""
 
     def close(self) -> None:
         """Release connections and files (the store reopens them if used again)."""

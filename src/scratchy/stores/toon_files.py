@@ -31,9 +31,10 @@ see :mod:`._journal`), folded into a new file when the journal would pass the fi
 file then holds the session as of the last fold; every reader reads the file, then its journal.
 
 Files written by the original Scratchy (JSON in a ``.toon`` file) are read too, and become TOON
-on the next write. ``<dir>/.index/catalog.json`` caches the headers for fast listing; each entry is
-checked against the file's (inode, size, mtime), so a stale or missing catalog is rebuilt, never
-trusted blindly.
+on the next write. Listings come from ``<dir>/.index/``: the catalog (``catalog.sqlite``, kept
+by every writer, see :mod:`._catalog`) and a snapshot of the last full listing
+(``listing.json``); both are derived, checked against the files, and rebuilt when damaged.
+Closing a session (:meth:`TOONFileStore.close_session`) folds its journal into its file.
 """
 
 from __future__ import annotations
@@ -63,16 +64,15 @@ from ..errors import (
 )
 from ..messages import ROLES, Message, validate_messages
 from . import _journal as jr
+from ._catalog import Catalog
 from ._toon_layout import (
     _fsync_dir,
-    _info_from_row,
-    _row,
     _stat_key,
-    _tz_stamp,
     _version,
     encode_header,
     encode_message,
 )
+from ._toon_listing import ListingMixin
 from .base import (
     BaseStore,
     Header,
@@ -84,22 +84,33 @@ from .base import (
     Writer,
     file_turn_lock,
     parse_time,
-    utcnow,
     validate_session_id,
 )
 
 FORMAT = "scratchy-session/1"
 SUFFIX = "_chat.toon"
-CATALOG = "catalog.json"
 INDEX_DIR = ".index"
 TMP_DIR = ".tmp"
 TRASH_DIR = ".trash"
 OWNERS_DIR = ".owners"
 _NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
 LOCK_TIMEOUT = 30.0
-_TRAILING_BLANK_LINES = re.compile(r"(?:\r?\n[ \t\r]*)+\Z")
+_BLANK = " \t\r\n"
 _MESSAGES_LINE = re.compile(r"^messages\[(\d+)\]:[ \t]*$", re.M)
 _counter = itertools.count()
+
+
+def _strip_blank_tail(text: str) -> str:
+    """``text`` without its trailing blank lines: the line ends at the end and the blanks
+    after them, never the trailing blanks of the last line (a linear-time version of the
+    regex ``(?:\\r?\\n[ \\t\\r]*)+\\Z``)."""
+    end = len(text.rstrip(_BLANK))
+    cut = text.find("\n", end)
+    if cut < 0:
+        return text
+    if cut > end and text[cut - 1] == "\r":
+        cut -= 1
+    return text[:cut]
 
 
 @dataclass(slots=True)
@@ -146,22 +157,48 @@ def _combined(cached: _Cached, journal: jr.JournalState) -> SessionInfo:
     return info
 
 
-class TOONFileStore(BaseStore):
+class TOONFileStore(ListingMixin, BaseStore):
     """Sessions as TOON files in one directory. Thread-safe; safe across processes."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.location = str(self.directory)
         self._cache: dict[str, _Cached] = {}  # saves re-reading; checked against the file's stat
-        self._catalog: dict[str, list[Any]] | None = None
-        self._catalog_key: tuple[int, int, int] | None = None
+        self._catalog = Catalog(self.directory)  # listing rows, kept by every writer
+        self._known: dict[str, Any] = {}  # headers seen, by stat (see _toon_listing)
+        self._known_tz = ""
+        self._owners: dict[str, TOONFileStore] = {}
         self._mutex = threading.RLock()
         self._search_index: Any = None
         self._jcache: dict[str, jr.JournalState] = {}  # journals read, for incremental reads
 
     def scoped(self, owner: str) -> TOONFileStore:
-        """The sessions of ``owner``: files in ``<dir>/.owners/<owner>/``."""
-        return TOONFileStore(self.directory / OWNERS_DIR / validate_session_id(owner))
+        """The sessions of ``owner``: files in ``<dir>/.owners/<owner>/`` (one store object per
+        owner, so its catalog connection and caches are kept between requests)."""
+        validate_session_id(owner)
+        with self._mutex:
+            view = self._owners.get(owner)
+            if view is None:
+                if len(self._owners) >= 256:  # bounded: the others reopen when used again
+                    self._owners.clear()
+                view = self._owners[owner] = TOONFileStore(self.directory / OWNERS_DIR / owner)
+            return view
+
+    def close_session(self, session_id: str) -> None:
+        """Fold the session's journal into its file, if it has one (see the module doc)."""
+        key = self._key(session_id)
+        if self._jpath(key).exists():
+            self._transact(key, lambda w: w.fold())  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Close the catalog and search index (reopened when used again)."""
+        self._catalog.close()
+        with self._mutex:
+            for view in self._owners.values():
+                view.close()
+            if self._search_index is not None:
+                self._search_index.close()
+                self._search_index = None
 
     # -- paths and locks ---------------------------------------------------------------------
 
@@ -195,7 +232,11 @@ class TOONFileStore(BaseStore):
         path = self.path(key)
         try:
             with self._locked(key):
-                return fn(_FileWriter(self, key, path))
+                writer = _FileWriter(self, key, path)
+                result = fn(writer)
+                if writer.began:  # only after a successful write: else the mark stays
+                    self._catalog_written(key, writer.written)
+                return result
         except (PermissionError, OSError) as exc:
             if isinstance(exc, FileNotFoundError) or exc.errno not in _NOT_WRITABLE:
                 raise
@@ -229,7 +270,7 @@ class TOONFileStore(BaseStore):
         else:
             # a final newline (editors add one) or trailing blank lines; never a character of
             # the last value (str.rstrip would take a trailing U+00A0 of an unquoted string)
-            text = _TRAILING_BLANK_LINES.sub("", text)
+            text = _strip_blank_tail(text)
             try:
                 doc = toon.loads(text)
             except toon.ToonDecodeError as exc:
@@ -487,156 +528,6 @@ class TOONFileStore(BaseStore):
                 self._search_index = FileSearchIndex(self)
         return self._search_index.search(terms, limit=limit)
 
-    # -- listing -----------------------------------------------------------------------------
-
-    def _broken_info(self, session_id: str, path: Path, error: str) -> SessionInfo:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            st = None
-        when = datetime.fromtimestamp(st.st_mtime).astimezone() if st else utcnow()
-        return SessionInfo(
-            id=session_id,
-            created_at=when,
-            updated_at=when,
-            message_count=None,
-            size=st.st_size if st else 0,
-            error=error,
-        )
-
-    def _read_header(self, session_id: str, path: Path) -> SessionInfo:
-        """Read only the top of a file: header fields and the ``messages[N]:`` count."""
-        return self._head(session_id, path)[0]
-
-    def _head(self, session_id: str, path: Path) -> tuple[SessionInfo, tuple[int, int, int]]:
-        """:meth:`_read_header` and the stat key of what it read."""
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            chunk = f.read(4096)
-            while True:
-                text = chunk.decode("utf-8", errors="replace")
-                match = _MESSAGES_LINE.search(text)
-                if match or len(chunk) >= st.st_size:
-                    break
-                chunk += f.read(len(chunk))
-        key = _stat_key(st)
-        if text.lstrip().startswith("{") or not match:
-            result = self._decode(session_id, path)  # legacy JSON or unusual layout: full read
-            if result is None:
-                raise FileNotFoundError(path)
-            return result[0].info, result[0].stat_key
-        try:
-            header = toon.loads(text[: match.start()]) if match.start() else {}
-        except toon.ToonDecodeError as exc:
-            raise self._corrupt(path, exc.line, exc.reason) from None
-        if not isinstance(header, dict):
-            raise self._corrupt(path, 1, "the header is not a TOON object")
-        return self._info_from(session_id, header, int(match.group(1)), key), key
-
-    def _list(self, ns: str) -> list[SessionInfo]:
-        """Every session's header; corrupted files are flagged."""
-        journals = self._journal_stats()  # before the files: a fold replaces the file first
-        try:
-            entries = list(os.scandir(self.directory))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        with self._mutex:
-            catalog = self._load_catalog()
-            fresh: dict[str, list[Any]] = {}
-            out: list[SessionInfo] = []
-            changed = False
-            suffix = len(SUFFIX)
-            for entry in entries:
-                name = entry.name
-                if not name.endswith(SUFFIX) or name[0] == ".":
-                    continue
-                session_id = name[:-suffix]
-                row = catalog.get(session_id)
-                try:
-                    if row is None:
-                        validate_session_id(session_id)
-                    st = entry.stat()
-                except (SessionError, FileNotFoundError):
-                    continue
-                key = row[0] if row is not None else None
-                js = journals.get(session_id)
-                if (
-                    key is not None
-                    and key[0] == st.st_ino
-                    and key[1] == st.st_size
-                    and key[2] == st.st_mtime_ns
-                    and (len(key) == 3 if js is None else key[3:] == js)
-                ):
-                    info = _info_from_row(session_id, row)  # type: ignore[arg-type]
-                else:
-                    try:
-                        info, read_key = self._head(session_id, Path(entry.path))
-                        if js is not None:
-                            cached = _Cached(read_key, info, {}, None, False)
-                            info = self._with_journal(session_id, cached).info
-                    except FileNotFoundError:
-                        continue
-                    except SessionCorruptedError as exc:
-                        info = self._broken_info(session_id, Path(entry.path), str(exc))
-                    row = _row(info, [st.st_ino, st.st_size, st.st_mtime_ns, *(js or ())])
-                    changed = True
-                fresh[session_id] = row
-                out.append(info)
-            if changed or len(fresh) != len(catalog):
-                self._save_catalog(fresh)
-        return out
-
-    def _journal_stats(self) -> dict[str, list[int]]:
-        """(inode, size, mtime) of every journal, by session id."""
-        out: dict[str, list[int]] = {}
-        try:
-            entries = list(os.scandir(self.directory / jr.JOURNAL_DIR))
-        except (FileNotFoundError, NotADirectoryError):
-            return out
-        cut = len(jr.JOURNAL_SUFFIX)
-        for entry in entries:
-            if entry.name.endswith(jr.JOURNAL_SUFFIX):
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue
-                out[entry.name[:-cut]] = [st.st_ino, st.st_size, st.st_mtime_ns]
-        return out
-
-    def _load_catalog(self) -> dict[str, list[Any]]:
-        path = self.directory / INDEX_DIR / CATALOG
-        try:
-            key = _stat_key(os.stat(path))
-        except FileNotFoundError:
-            return {}
-        if self._catalog is not None and self._catalog_key == key:
-            return self._catalog
-        try:
-            data = json.loads(path.read_bytes())
-            ok = data.get("format") == FORMAT and data.get("tz") == _tz_stamp()
-            rows = data["sessions"] if ok else {}
-        except (ValueError, KeyError, TypeError, AttributeError, OSError):
-            rows = {}  # a damaged catalog is only a cache: rebuild it
-        self._catalog, self._catalog_key = rows, key
-        return rows
-
-    def _save_catalog(self, rows: dict[str, list[Any]]) -> None:
-        index_dir = self.directory / INDEX_DIR
-        path = index_dir / CATALOG
-        tmp = index_dir / f".{CATALOG}.{os.getpid()}.{next(_counter)}.tmp"
-        try:
-            index_dir.mkdir(mode=0o700, exist_ok=True)  # read-only directory: no catalog, fine
-            tmp.write_text(
-                json.dumps({"format": FORMAT, "tz": _tz_stamp(), "sessions": rows}),
-                encoding="utf-8",
-            )
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)  # no fsync: the catalog is derived and checked on every use
-            self._catalog, self._catalog_key = rows, _stat_key(os.stat(path))
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-
 
 class _FileWriter:
     """One session file, inside its lock (see :class:`~scratchy.stores.base.Writer`).
@@ -648,6 +539,14 @@ class _FileWriter:
     def __init__(self, store: TOONFileStore, key: str, path: Path) -> None:
         self.store, self.key, self.path = store, key, path
         self._cached: _State | None | bool = False
+        self.began = False  # the catalog was told this session is being written
+        self.written: SessionInfo | None = None  # what was written (None: removed)
+
+    def _begin(self) -> None:
+        """Before the first change of the files: mark the session pending in the catalog."""
+        if not self.began:
+            self.store._catalog.begin_write(self.key)
+            self.began = True
 
     def current(self) -> SessionInfo | None:
         state = self._state()
@@ -698,12 +597,16 @@ class _FileWriter:
         record = jr.encode_record(journal.base, journal.total, fields, list(new))
         if journal.length + len(record) > state.toon.info.size * jr.FOLD_AT:
             return None  # time to fold
-        return self.store._journal_write(self.key, state, record, fields, len(new))
+        self._begin()
+        self.written = self.store._journal_write(self.key, state, record, fields, len(new))
+        return self.written
 
     def _fold(self, messages_body: str, count: int, header: Header) -> SessionInfo:
         had_journal = self.store._jpath(self.key)
+        self._begin()
         info = self.store._write(self.key, self.path, header, count, messages_body)
         self.store._drop_journal(self.key, had_journal)  # after: a leftover names the old base
+        self.written = info
         return info
 
     def append(self, new: list[Message], header: Header) -> SessionInfo:
@@ -740,6 +643,8 @@ class _FileWriter:
             header = Header(info.title, info.created_at, info.updated_at, info.metadata)
             self._fold(self._body(), info.message_count or 0, header)
         store._cache.pop(self.key, None)
+        self._begin()
+        self.written = None
         trash = store.directory / TRASH_DIR
         trash.mkdir(mode=0o700, exist_ok=True)
         try:
@@ -751,6 +656,7 @@ class _FileWriter:
         return True
 
     def untrash(self, entry: TrashedSession) -> SessionInfo:
+        self._begin()
         self.store._drop_journal(self.key, self.store._jpath(self.key))  # a stale one, if any
         now = time.time_ns()  # a new version: the content is back, after a deletion
         os.utime(entry.key, ns=(now, now))
@@ -758,4 +664,15 @@ class _FileWriter:
         _fsync_dir(self.store.directory)
         info = self.store._read_info(self.key)
         assert info is not None
+        self.written = info
         return info
+
+    def fold(self) -> SessionInfo | None:
+        """Fold the journal into the file (the session is being closed); None when there is
+        no journal to fold."""
+        state = self._state()
+        if state is None or not state.journal.length:
+            return None
+        info = state.info
+        header = Header(info.title, info.created_at, info.updated_at, info.metadata)
+        return self._fold(self._body(), info.message_count or 0, header)
