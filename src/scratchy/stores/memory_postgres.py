@@ -1,0 +1,168 @@
+"""Memories in PostgreSQL: one ``scratchy_memories`` table beside the session tables.
+
+Columns: ``owner`` (the namespace, ``""`` or ``alice/``), ``id``, ``session_id`` (provenance),
+``data`` (the entry as JSON text), ``body`` (the indexed text) and ``seq`` (insertion order).
+A GIN index on ``to_tsvector('simple', body)`` serves recall, ranked with ``ts_rank`` (words
+split as session search splits them). The table is created on first use, under an advisory
+lock, in the store's schema; updates lock the row (``SELECT ... FOR UPDATE``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .memory_base import Memory, MemoryBackend, MemoryHit, search_body
+
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+
+SCHEMA = [
+    "SELECT pg_advisory_xact_lock(hashtext('scratchy memories schema'))",
+    """CREATE TABLE IF NOT EXISTS scratchy_memories (
+        seq bigint GENERATED ALWAYS AS IDENTITY,
+        owner text NOT NULL,
+        id text NOT NULL,
+        session_id text,
+        data text NOT NULL,
+        body text NOT NULL,
+        PRIMARY KEY (owner, id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS scratchy_memories_fts ON scratchy_memories "
+    "USING gin (to_tsvector('simple', body))",
+    "CREATE INDEX IF NOT EXISTS scratchy_memories_session ON scratchy_memories (owner, session_id)",
+]
+_ready: set[tuple[str, str | None]] = set()
+_ready_lock = threading.Lock()
+
+
+def tsquery_any(terms: list[list[str]]) -> str:
+    """A ``to_tsquery`` text where any term may match (the last single word a prefix)."""
+    from .postgres import _lexeme
+
+    parts = []
+    for i, phrase in enumerate(terms):
+        text = " <-> ".join(_lexeme(w) for w in phrase)
+        if i == len(terms) - 1 and len(phrase) == 1:
+            text += ":*"
+        parts.append(f"({text})")
+    return " | ".join(parts)
+
+
+class PostgresMemory(MemoryBackend):
+    """One owner's memories in the PostgreSQL database of ``store``."""
+
+    def __init__(self, store: PostgresStore, *, owner: str = "") -> None:
+        self.store = store
+        self.owner = owner
+        self.location = store.location
+        key = (store.location, store.schema)
+        with _ready_lock:
+            if key not in _ready:
+                store._tx(self._create, write=True)
+                _ready.add(key)
+
+    @staticmethod
+    def _create(conn: Any) -> None:
+        if conn.execute("SELECT to_regclass('scratchy_memories')").fetchone()[0]:
+            return
+        for statement in SCHEMA:
+            conn.execute(statement)
+
+    def _read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        return self.store._tx(lambda c: c.execute(sql, args).fetchall(), write=False)
+
+    def get(self, memory_id: str) -> Memory | None:
+        rows = self._read(
+            "SELECT data FROM scratchy_memories WHERE owner=%s AND id=%s", (self.owner, memory_id)
+        )
+        return Memory.from_dict(json.loads(rows[0][0])) if rows else None
+
+    def insert(self, memory: Memory) -> None:
+        self.store._tx(
+            lambda c: c.execute(
+                "INSERT INTO scratchy_memories (owner, id, session_id, data, body) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (self.owner, memory.id, memory.session_id, memory.to_json(), search_body(memory)),
+            ),
+            write=True,
+        )
+
+    def insert_many(self, memories: list[Memory]) -> None:
+        rows = [(self.owner, m.id, m.session_id, m.to_json(), search_body(m)) for m in memories]
+        self.store._tx(
+            lambda c: c.cursor().executemany(
+                "INSERT INTO scratchy_memories (owner, id, session_id, data, body) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                rows,
+            ),
+            write=True,
+        )
+
+    def modify(self, memory_id: str, fn: Callable[[Memory], Memory | None]) -> Memory | None:
+        def run(c: Any) -> Memory | None:
+            row = c.execute(
+                "SELECT data FROM scratchy_memories WHERE owner=%s AND id=%s FOR UPDATE",
+                (self.owner, memory_id),
+            ).fetchone()
+            if row is None:
+                return None
+            old = Memory.from_dict(json.loads(row[0]))
+            new = fn(old)
+            if new is None:
+                return old
+            c.execute(
+                "UPDATE scratchy_memories SET session_id=%s, data=%s, body=%s "
+                "WHERE owner=%s AND id=%s",
+                (new.session_id, new.to_json(), search_body(new), self.owner, memory_id),
+            )
+            return new
+
+        return self.store._tx(run, write=True)
+
+    def delete(self, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        return int(
+            self.store._tx(
+                lambda c: (
+                    c.execute(
+                        "DELETE FROM scratchy_memories WHERE owner=%s AND id = ANY(%s)",
+                        (self.owner, list(ids)),
+                    ).rowcount
+                ),
+                write=True,
+            )
+        )
+
+    def all(self) -> list[Memory]:
+        rows = self._read(
+            "SELECT data FROM scratchy_memories WHERE owner=%s ORDER BY seq", (self.owner,)
+        )
+        return [Memory.from_dict(json.loads(r[0])) for r in rows]
+
+    def count(self) -> int:
+        return int(
+            self._read("SELECT count(*) FROM scratchy_memories WHERE owner=%s", (self.owner,))[0][0]
+        )
+
+    def from_session(self, session_id: str) -> list[str]:
+        rows = self._read(
+            "SELECT id FROM scratchy_memories WHERE owner=%s AND session_id=%s ORDER BY seq",
+            (self.owner, session_id),
+        )
+        return [r[0] for r in rows]
+
+    def search(self, terms: list[list[str]], limit: int) -> list[MemoryHit]:
+        if not terms or limit <= 0:
+            return []
+        rows = self._read(
+            "WITH q AS (SELECT to_tsquery('simple', %s) AS q) "
+            "SELECT data, ts_rank(to_tsvector('simple', body), q.q) AS rank "
+            "FROM scratchy_memories, q WHERE owner = %s AND to_tsvector('simple', body) @@ q.q "
+            "ORDER BY rank DESC, seq DESC LIMIT %s",
+            (tsquery_any(terms), self.owner, limit),
+        )
+        return [MemoryHit(Memory.from_dict(json.loads(d)), float(r)) for d, r in rows]
