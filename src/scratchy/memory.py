@@ -89,8 +89,9 @@ def looks_secret(text: str) -> bool:
 
 def _refuse() -> SecretRefusedError:
     return SecretRefusedError(
-        "Refused: this looks like a secret (API key, token, password or private key), and "
-        "memories never keep secrets; keep it in an environment variable or a password manager"
+        "Not remembered: it looks like a secret (an API key, token, password or private key), "
+        "and memories never keep secrets; keep it in an environment variable or a password "
+        "manager"
     )
 
 
