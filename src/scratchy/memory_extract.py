@@ -108,7 +108,9 @@ async def extract(memory: AgentMemory, session: Session) -> list[tuple[str, Memo
     source = {"session": session.session_id, "message": index}
     known = {m.id for m in related}
     changes: list[tuple[str, Memory]] = []
-    for fact in parse_facts(text_of(response.message)):
+    answer = text_of(response.message)
+    logger.debug("memory: extraction answer %r", answer[:500])
+    for fact in parse_facts(answer):
         text = fact["text"]
         if not text or len(text) > 300 or not grounded(text, user_text):
             logger.info("memory: fact not stated by the user, not stored: %r", text[:80])

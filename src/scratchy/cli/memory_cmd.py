@@ -76,12 +76,12 @@ def _print(entries: list[Any], as_json: bool) -> None:
         for line in textwrap.wrap(m.text, width - 2) or [""]:
             click.echo("  " + line)
         if extra:
-            click.echo(textwrap.shorten("  " + " · ".join(extra), width, placeholder="…"))
+            click.echo("  " + textwrap.shorten(" · ".join(extra), width - 2, placeholder="…"))
 
 
 @click.group()
 def memory() -> None:
-    """List, search, add, edit, delete and export memories kept across sessions."""
+    """Memories across sessions: list, search, add, edit, rm, export."""
 
 
 @memory.command("list")

@@ -6,13 +6,14 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ScratchyError
-from .commands import command
+from .commands import COMMANDS, command
 from .render import short
 
 if TYPE_CHECKING:
     from .repl import Repl
 
-USAGE = "/memory [search <words> | add <text> | forget <id>]"
+USAGE = "/memory [search|add|forget ...]"
+ACTIONS = "/memory, /memory search <words>, /memory add <text>, /memory forget <id>"
 
 
 def _store(repl: Repl) -> Any:
@@ -66,6 +67,19 @@ async def _memory(repl: Repl, args: list[str]) -> None:
             await asyncio.to_thread(mem.forget, entry.id)
             repl.say(f"🗑 Forgot {entry.id}: {short(entry.text, 60)}")
         else:
-            repl.error(f"Unknown /memory action '{verb}'. Usage: {USAGE}")
+            repl.error(f"Unknown /memory action '{verb}'. Use {ACTIONS}")
     except ScratchyError as exc:
         repl.error(str(exc))
+
+
+def _exit_last() -> None:
+    """Keep /exit (and its aliases) last in /help."""
+    exit_cmd = COMMANDS.get("/exit")
+    if exit_cmd is None:
+        return
+    names = [n for n, c in COMMANDS.items() if c.handler is exit_cmd.handler]
+    for n in names:
+        COMMANDS[n] = COMMANDS.pop(n)
+
+
+_exit_last()
