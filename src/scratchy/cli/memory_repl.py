@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ScratchyError
@@ -24,8 +25,11 @@ def _store(repl: Repl) -> Any:
 
 
 def _line(m: Any) -> str:
+    """One memory on one line of the terminal: id, text (cut to fit), tags."""
     tags = f"  [{', '.join(m.tags)}]" if m.tags else ""
-    return f" {m.id}  {short(m.text, 60)}{tags}"
+    width = shutil.get_terminal_size((80, 24)).columns
+    room = max(20, width - len(m.id) - 4 - len(tags))
+    return f" {m.id}  {short(m.text, room)}{tags}"
 
 
 @command("memory", USAGE, "List, search, add or forget memories", raw=True)
@@ -58,14 +62,14 @@ async def _memory(repl: Repl, args: list[str]) -> None:
                 repl.error("Usage: /memory add <text>")
                 return
             entry = await asyncio.to_thread(mem.remember, rest)
-            repl.say(f"🧠 Remembered {entry.id}: {short(entry.text, 60)}")
+            repl.say(f"🧠 Remembered {entry.id}: {short(entry.text, 200)}")
         elif verb in ("forget", "rm", "delete"):
             if not rest or " " in rest:
                 repl.error("Usage: /memory forget <id> (ids are shown by /memory)")
                 return
             entry = await asyncio.to_thread(mem.resolve, rest)
             await asyncio.to_thread(mem.forget, entry.id)
-            repl.say(f"🗑 Forgot {entry.id}: {short(entry.text, 60)}")
+            repl.say(f"🗑 Forgot {entry.id}: {short(entry.text, 200)}")
         else:
             repl.error(f"Unknown /memory action '{verb}'. Use {ACTIONS}")
     except ScratchyError as exc:

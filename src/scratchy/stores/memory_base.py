@@ -9,7 +9,7 @@ own, kept by the same backend as its sessions:
   for the file store, tables ``memory_entries``/``memory_fts`` inside an SQLite store's file);
 * Redis: a hash of entries and a change log; each process ranks in an in-memory FTS5 mirror
   brought up to date from the log before each query;
-* PostgreSQL: a ``scratchy_memories`` table with a GIN index on ``to_tsvector('simple', ...)``.
+* PostgreSQL: a ``scratchy_memories`` table with a stored ``tsvector`` column (GIN index).
 
 Recall is the session search's machinery (:mod:`.search_text`): the same word splitting (CJK
 characters one by one), BM25 or ``ts_rank`` ranking, the last word a prefix; but any word may
@@ -103,7 +103,12 @@ class MemoryHit:
 
 def search_body(memory: Memory) -> str:
     """What is indexed of a memory: its text and tags (CJK characters split)."""
-    text = memory.text + ("\n" + " ".join(memory.tags) if memory.tags else "")
+    return body_of(memory.text, memory.tags)
+
+
+def body_of(text: str, tags: list[str]) -> str:
+    """:func:`search_body` of a text and its tags."""
+    text = text + ("\n" + " ".join(tags) if tags else "")
     return split_cjk(text.replace("\x00", " "))
 
 

@@ -2,9 +2,10 @@
 
 Columns: ``owner`` (the namespace, ``""`` or ``alice/``), ``id``, ``session_id`` (provenance),
 ``data`` (the entry as JSON text), ``body`` (the indexed text) and ``seq`` (insertion order).
-A GIN index on ``to_tsvector('simple', body)`` serves recall, ranked with ``ts_rank`` (words
-split as session search splits them). The table is created on first use, under an advisory
-lock, in the store's schema; updates lock the row (``SELECT ... FOR UPDATE``).
+A stored ``tsv`` column (``to_tsvector('simple', body)``) with a GIN index serves recall,
+ranked with ``ts_rank`` (words split as session search splits them). The table is created on
+first use, under an advisory lock, in the store's schema; updates lock the row (``SELECT ...
+FOR UPDATE``).
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ SCHEMA = [
         session_id text,
         data text NOT NULL,
         body text NOT NULL,
+        tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', body)) STORED,
         PRIMARY KEY (owner, id)
     )""",
-    "CREATE INDEX IF NOT EXISTS scratchy_memories_fts ON scratchy_memories "
-    "USING gin (to_tsvector('simple', body))",
+    "CREATE INDEX IF NOT EXISTS scratchy_memories_fts ON scratchy_memories USING gin (tsv)",
     "CREATE INDEX IF NOT EXISTS scratchy_memories_session ON scratchy_memories (owner, session_id)",
 ]
+RANK_AT_MOST = 5_000
 _ready: set[tuple[str, str | None]] = set()
 _ready_lock = threading.Lock()
 
@@ -158,11 +160,14 @@ class PostgresMemory(MemoryBackend):
     def search(self, terms: list[list[str]], limit: int) -> list[MemoryHit]:
         if not terms or limit <= 0:
             return []
+        # Ranking every match of a very common word is slow: past RANK_AT_MOST matches, only
+        # the most recently stored ones are ranked (as the SQLite index does).
         rows = self._read(
-            "WITH q AS (SELECT to_tsquery('simple', %s) AS q) "
-            "SELECT data, ts_rank(to_tsvector('simple', body), q.q) AS rank "
-            "FROM scratchy_memories, q WHERE owner = %s AND to_tsvector('simple', body) @@ q.q "
+            "WITH q AS (SELECT to_tsquery('simple', %s) AS q), "
+            "cand AS (SELECT seq, data, tsv FROM scratchy_memories, q "
+            "WHERE owner = %s AND tsv @@ q.q ORDER BY seq DESC LIMIT %s) "
+            "SELECT data, ts_rank(tsv, q.q) AS rank FROM cand, q "
             "ORDER BY rank DESC, seq DESC LIMIT %s",
-            (tsquery_any(terms), self.owner, limit),
+            (tsquery_any(terms), self.owner, RANK_AT_MOST, limit),
         )
         return [MemoryHit(Memory.from_dict(json.loads(d)), float(r)) for d, r in rows]

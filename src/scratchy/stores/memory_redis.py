@@ -133,17 +133,21 @@ class RedisMemory(MemoryBackend):
                 if seq < self._synced[0]:  # the keys were dropped and started again
                     self._mirror.close()
                     self._synced[0] = 0
-                changed = self._r.zrangebyscore(self._log, f"({self._synced[0]}", seq)
-                upserts: list[Memory] = []
-                deletes: list[str] = []
-                for start in range(0, len(changed), 1000):
-                    ids = changed[start : start + 1000]
-                    for i, raw in zip(ids, self._r.hmget(self._hash, ids), strict=True):
-                        if raw is None:
-                            deletes.append(i)
-                        else:
-                            upserts.append(Memory.from_dict(json.loads(raw)))
-            self._mirror.apply(upserts, deletes)
+                if self._synced[0] == 0:  # first sync: every entry, in one read
+                    entries = self._r.hgetall(self._hash)
+                    rows, deletes = list(entries.items()), []
+                    changed = rows
+                else:
+                    changed = self._r.zrangebyscore(self._log, f"({self._synced[0]}", seq)
+                    rows, deletes = [], []
+                    for start in range(0, len(changed), 1000):
+                        ids = changed[start : start + 1000]
+                        for i, raw in zip(ids, self._r.hmget(self._hash, ids), strict=True):
+                            if raw is None:
+                                deletes.append(i)
+                            else:
+                                rows.append((i, raw))
+            self._mirror.apply_raw(rows, deletes)
             self._synced[0] = seq
             return len(changed)
 

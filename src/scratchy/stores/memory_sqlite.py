@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreUnavailableError
-from .memory_base import Memory, MemoryBackend, MemoryHit, fts5_any, search_body
+from .memory_base import Memory, MemoryBackend, MemoryHit, body_of, fts5_any, search_body
 
 RANK_AT_MOST = 5_000
 """Matches ranked per query; beyond that the most recently stored matches are ranked."""
@@ -132,24 +132,22 @@ class SQLiteMemory(MemoryBackend):
                 [(self.owner, m.id, m.session_id, m.to_json(), search_body(m)) for m in memories],
             )
 
-    def upsert(self, memory: Memory) -> None:
-        """Store ``memory`` whether or not its id exists (the Redis mirror)."""
+    def apply_raw(self, rows: list[tuple[str, str]], deletes: list[str]) -> None:
+        """Many entries given as ``(id, JSON text)``, and deletions, in one transaction (the
+        Redis mirror: the JSON is stored as it came)."""
+        data = []
+        for mid, raw in rows:
+            d = _loads(raw)
+            source = d.get("source") or {}
+            body = body_of(str(d.get("text", "")), [str(t) for t in d.get("tags") or []])
+            data.append((self.owner, mid, source.get("session"), raw, body))
         with self._write() as db:
-            self._upsert(db, memory)
-
-    def _upsert(self, db: sqlite3.Connection, memory: Memory) -> None:
-        db.execute(
-            "INSERT INTO memory_entries (owner, id, session_id, data, body) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (owner, id) DO UPDATE SET session_id=excluded.session_id,"
-            " data=excluded.data, body=excluded.body",
-            (self.owner, memory.id, memory.session_id, memory.to_json(), search_body(memory)),
-        )
-
-    def apply(self, upserts: list[Memory], deletes: list[str]) -> None:
-        """Many changes in one transaction (the Redis mirror)."""
-        with self._write() as db:
-            for m in upserts:
-                self._upsert(db, m)
+            db.executemany(
+                "INSERT INTO memory_entries (owner, id, session_id, data, body) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner, id) DO UPDATE SET "
+                "session_id=excluded.session_id, data=excluded.data, body=excluded.body",
+                data,
+            )
             db.executemany(
                 "DELETE FROM memory_entries WHERE owner=? AND id=?",
                 [(self.owner, i) for i in deletes],
