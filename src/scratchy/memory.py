@@ -376,6 +376,21 @@ class AgentMemory(MemoryStore):
         for t in memory_tools(self):
             agent.tools.add(t)
 
+    def bind(self, agent: Agent) -> AgentMemory | None:
+        """The same memory settings for another agent (a server's copy of a template agent):
+        its own store (the agent's session manager's) and its own ``remember``/``recall``
+        tools in a registry of its own. None (and no memory tools) for an agent without a
+        session manager: nothing of it is stored, so it has no owner's memories."""
+        from .tools import ToolRegistry
+
+        names = {"remember", "recall"}
+        agent.tools = ToolRegistry(t for t in agent.tools if t.name not in names)
+        if agent.session_manager is None:
+            return None
+        bound = AgentMemory(agent, auto=self.auto)
+        bound.budget, bound.limit = self.budget, self.limit
+        return bound
+
     @property
     def store(self) -> BaseStore:
         """The agent's session store (the default store when it has no session manager)."""

@@ -140,13 +140,16 @@ class SQLiteMemory(MemoryBackend):
             d = _loads(raw)
             source = d.get("source") or {}
             body = body_of(str(d.get("text", "")), [str(t) for t in d.get("tags") or []])
-            data.append((self.owner, mid, source.get("session"), raw, body))
+            data.append(
+                (str(d.get("created_at", "")), (self.owner, mid, source.get("session"), raw, body))
+            )
+        data.sort(key=lambda row: (row[0], row[1][1]))  # rowids in creation order, as elsewhere
         with self._write() as db:
             db.executemany(
                 "INSERT INTO memory_entries (owner, id, session_id, data, body) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner, id) DO UPDATE SET "
                 "session_id=excluded.session_id, data=excluded.data, body=excluded.body",
-                data,
+                [row for _, row in data],
             )
             db.executemany(
                 "DELETE FROM memory_entries WHERE owner=? AND id=?",
