@@ -70,6 +70,23 @@ def test_remember_recall_update_forget_list(backend: Backend) -> None:
     assert exported[0]["history"][0]["text"] == "My name is Ada"
 
 
+def test_a_rare_word_is_found_among_thousands_of_common_ones(backend: Backend) -> None:
+    """Words in most memories are left out of the ranking when rarer ones are asked for, so
+    an old memory with a rare word is not lost behind the most recent common matches."""
+    from scratchy.stores.memory_base import Memory, backend_for
+
+    store = backend.make()
+    now = "2026-01-01T00:00:00.000000+00:00"
+    entries = [Memory("m_zebra00000", "The user likes zebras", [], now, now)]
+    entries += [
+        Memory(f"m_{i:010d}", f"The user likes topic number {i}", [], now, now) for i in range(6000)
+    ]
+    backend_for(store).insert_many(entries)
+    found = MemoryStore(store).recall("which animals does the user like? zebras likes", limit=3)
+    assert found[0].id == "m_zebra00000"
+    assert len(MemoryStore(store).recall("likes", limit=3)) == 3
+
+
 def test_restatements_are_not_stored_twice(backend: Backend) -> None:
     mem = MemoryStore(backend.make())
     first = mem.remember("I use Vim for everything")

@@ -130,14 +130,39 @@ def recall_terms(query: str) -> list[list[str]]:
 _CJK_ONE = re.compile(r"^[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f]$")
 
 
-def fts5_any(terms: list[list[str]]) -> str:
-    """An FTS5 MATCH expression where any term may match (the last single word a prefix)."""
+Term = tuple[list[str], bool]
+"""A query term: its words (a phrase) and whether it matches as a prefix."""
+
+
+def with_prefix(terms: list[list[str]]) -> list[Term]:
+    """Each term with its prefix flag: the last term, when one (non-CJK) word, is a prefix."""
+    last = len(terms) - 1
+    return [
+        (t, i == last and len(t) == 1 and not _CJK_ONE.match(t[0])) for i, t in enumerate(terms)
+    ]
+
+
+def rarest(terms: list[Term], matches: Callable[[Term], int], cap: int) -> list[Term]:
+    """The terms worth matching: the rarest first, while their matches add up to at most
+    ``cap`` (always at least one), in query order. A word in most memories adds almost nothing
+    to a BM25 rank but costs a match to rank for each of them; leaving it out keeps recall
+    fast without losing the rare words' older matches."""
+    counted = sorted((matches(t), n) for n, t in enumerate(terms))
+    kept, total = [], 0
+    for count, n in counted:
+        if kept and total + count > cap:
+            break
+        kept.append(n)
+        total += count
+    return [terms[n] for n in sorted(kept)]
+
+
+def fts5_any(terms: list[Term]) -> str:
+    """An FTS5 MATCH expression where any term may match."""
     out = []
-    for i, phrase in enumerate(terms):
+    for phrase, prefix in terms:
         quoted = '"' + " ".join(w.replace('"', '""') for w in phrase) + '"'
-        if i == len(terms) - 1 and len(phrase) == 1 and not _CJK_ONE.match(phrase[0]):
-            quoted += "*"
-        out.append(quoted)
+        out.append(quoted + "*" if prefix else quoted)
     return " OR ".join(out)
 
 

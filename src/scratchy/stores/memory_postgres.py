@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .memory_base import Memory, MemoryBackend, MemoryHit, search_body
+from .memory_base import Memory, MemoryBackend, MemoryHit, Term, rarest, search_body, with_prefix
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
@@ -36,21 +37,61 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS scratchy_memories_session ON scratchy_memories (owner, session_id)",
 ]
 RANK_AT_MOST = 5_000
+_stats: dict[tuple[str, str | None], _Stats] = {}
 _ready: set[tuple[str, str | None]] = set()
 _ready_lock = threading.Lock()
 
 
-def tsquery_any(terms: list[list[str]]) -> str:
-    """A ``to_tsquery`` text where any term may match (the last single word a prefix)."""
+def tsquery_any(terms: list[Term]) -> str:
+    """A ``to_tsquery`` text where any term may match (``:*`` on prefix terms)."""
     from .postgres import _lexeme
 
     parts = []
-    for i, phrase in enumerate(terms):
+    for phrase, prefix in terms:
         text = " <-> ".join(_lexeme(w) for w in phrase)
-        if i == len(terms) - 1 and len(phrase) == 1:
-            text += ":*"
-        parts.append(f"({text})")
+        parts.append(f"({text}:*)" if prefix else f"({text})")
     return " | ".join(parts)
+
+
+class _Stats:
+    """The table's most common lexemes and their frequencies (PostgreSQL's own statistics of
+    the ``tsv`` column, kept by ANALYZE/autovacuum), read at most once a minute."""
+
+    def __init__(self) -> None:
+        self.read_at = -1e9
+        self.freqs: dict[str, float] = {}
+        self.rows = 0.0
+        self.floor = 0.0
+
+    def refresh(self, conn: Any) -> None:
+        row = conn.execute(
+            "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, c.reltuples "
+            "FROM pg_stats s JOIN pg_class c ON c.oid = 'scratchy_memories'::regclass "
+            "WHERE s.tablename = 'scratchy_memories' AND s.attname = 'tsv' "
+            "AND s.schemaname = current_schema()"
+        ).fetchone()
+        self.read_at = time.monotonic()
+        if row is None or row[0] is None:
+            self.freqs, self.rows, self.floor = {}, 0.0, 0.0
+            return
+        elems, freqs, rows = row
+        self.freqs = dict(zip(elems, freqs, strict=False))
+        self.rows = max(float(rows or 0), 0.0)
+        # A lexeme not in the list: what PostgreSQL's own estimate takes (ts_selfuncs.c).
+        least = float(freqs[len(elems)]) if len(freqs) > len(elems) else 0.0
+        self.floor = min(0.005, least / 2)
+
+    def matches(self, term: Term) -> int:
+        words, prefix = term
+        counts = []
+        for i, word in enumerate(words):
+            w = word.lower()
+            if prefix and i == len(words) - 1:
+                f = sum(v for k, v in self.freqs.items() if k.startswith(w)) or self.floor
+            else:
+                f = self.freqs.get(w, self.floor)
+            counts.append(int(f * self.rows))
+        return min(counts) if counts else 0
 
 
 class PostgresMemory(MemoryBackend):
@@ -102,6 +143,8 @@ class PostgresMemory(MemoryBackend):
             ),
             write=True,
         )
+        if len(rows) >= 1000:  # what autovacuum would do soon: statistics for recall
+            self.store._tx(lambda c: c.execute("ANALYZE scratchy_memories"), write=False)
 
     def modify(self, memory_id: str, fn: Callable[[Memory], Memory | None]) -> Memory | None:
         def run(c: Any) -> Memory | None:
@@ -160,14 +203,24 @@ class PostgresMemory(MemoryBackend):
     def search(self, terms: list[list[str]], limit: int) -> list[MemoryHit]:
         if not terms or limit <= 0:
             return []
-        # Ranking every match of a very common word is slow: past RANK_AT_MOST matches, only
-        # the most recently stored ones are ranked (as the SQLite index does).
-        rows = self._read(
-            "WITH q AS (SELECT to_tsquery('simple', %s) AS q), "
-            "cand AS (SELECT seq, data, tsv FROM scratchy_memories, q "
-            "WHERE owner = %s AND tsv @@ q.q ORDER BY seq DESC LIMIT %s) "
-            "SELECT data, ts_rank(tsv, q.q) AS rank FROM cand, q "
-            "ORDER BY rank DESC, seq DESC LIMIT %s",
-            (tsquery_any(terms), self.owner, RANK_AT_MOST, limit),
-        )
+        stats = _stats.setdefault((self.store.location, self.store.schema), _Stats())
+
+        def run(c: Any) -> list[Any]:
+            if time.monotonic() - stats.read_at > 60:
+                stats.refresh(c)
+            query = tsquery_any(rarest(with_prefix(terms), stats.matches, RANK_AT_MOST))
+            # Even the rarest word may match more than RANK_AT_MOST memories: then rank only
+            # the most recently stored of its matches; the entries are read for the best only.
+            return c.execute(
+                "SELECT m.data, r.rank FROM (SELECT id, seq, ts_rank(tsv, q) AS rank FROM "
+                "(SELECT id, seq, tsv, to_tsquery('simple', %(q)s) AS q FROM scratchy_memories "
+                "WHERE owner = %(owner)s AND tsv @@ to_tsquery('simple', %(q)s) "
+                "ORDER BY seq DESC LIMIT %(cap)s) AS cand "
+                "ORDER BY rank DESC, seq DESC LIMIT %(limit)s) AS r "
+                "JOIN scratchy_memories m ON m.owner = %(owner)s AND m.id = r.id "
+                "ORDER BY r.rank DESC, r.seq DESC",
+                {"q": query, "owner": self.owner, "cap": RANK_AT_MOST, "limit": limit},
+            ).fetchall()
+
+        rows = self.store._tx(run, write=False)
         return [MemoryHit(Memory.from_dict(json.loads(d)), float(r)) for d, r in rows]

@@ -17,10 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreUnavailableError
-from .memory_base import Memory, MemoryBackend, MemoryHit, body_of, fts5_any, search_body
+from .base import fold
+from .memory_base import (
+    Memory,
+    MemoryBackend,
+    MemoryHit,
+    Term,
+    body_of,
+    fts5_any,
+    rarest,
+    search_body,
+    with_prefix,
+)
 
 RANK_AT_MOST = 5_000
-"""Matches ranked per query; beyond that the most recently stored matches are ranked."""
+"""Matches ranked per query: words more common than that are left out of a query that has
+rarer ones; past it, the most recently stored matches are ranked."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS memory_entries (
@@ -37,6 +49,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(
     body, content='memory_entries', content_rowid='rid',
     tokenize='unicode61 remove_diacritics 2'
 );
+CREATE VIRTUAL TABLE IF NOT EXISTS memory_vocab USING fts5vocab(memory_fts, 'row');
 CREATE TRIGGER IF NOT EXISTS memory_fts_insert AFTER INSERT ON memory_entries BEGIN
     INSERT INTO memory_fts(rowid, body) VALUES (new.rid, new.body);
 END;
@@ -213,13 +226,13 @@ class SQLiteMemory(MemoryBackend):
         return [r[0] for r in rows]
 
     def search(self, terms: list[list[str]], limit: int) -> list[MemoryHit]:
-        match = fts5_any(terms)
-        if not match or limit <= 0:
+        if not terms or limit <= 0:
             return []
 
         def run(db: sqlite3.Connection) -> list[Any]:
-            # Ranking every match of a very common word costs ~1 µs a match: past
-            # RANK_AT_MOST matches, rank only the most recently stored ones (as sessions do).
+            match = fts5_any(rarest(with_prefix(terms), lambda t: _matches(db, t), RANK_AT_MOST))
+            # Even the rarest word may match more than RANK_AT_MOST memories: then rank only
+            # the most recently stored of its matches (as session search does).
             cut = db.execute(
                 "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ? "
                 "ORDER BY rowid DESC LIMIT 1 OFFSET ?",
@@ -244,6 +257,24 @@ class SQLiteMemory(MemoryBackend):
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _matches(db: sqlite3.Connection, term: Term) -> int:
+    """How many memories a term matches at most (from the index's vocabulary: a phrase
+    matches no more than its rarest word)."""
+    words, prefix = term
+    counts = []
+    for i, word in enumerate(words):
+        w = fold(word)
+        if prefix and i == len(words) - 1:
+            row = db.execute(
+                "SELECT coalesce(sum(doc), 0) FROM memory_vocab WHERE term >= ? AND term < ?",
+                (w, w + "\U0010ffff"),
+            ).fetchone()
+        else:
+            row = db.execute("SELECT doc FROM memory_vocab WHERE term = ?", (w,)).fetchone()
+        counts.append(int(row[0]) if row else 0)
+    return min(counts) if counts else 0
 
 
 def _loads(text: str) -> dict[str, Any]:
