@@ -139,38 +139,36 @@ def bench_recall(name: str, args: argparse.Namespace, tmp: Path) -> None:
 
 
 def bench_turn(tmp: Path, count: int, turns: int = 200) -> None:
-    """Milliseconds a turn takes with the scripted model: memory off, on, and auto."""
+    """Milliseconds a turn takes with the scripted model: memory off, on, and auto (the three
+    agents take turns one after the other, so that the machine's load affects them alike)."""
     from scratchy import Agent, SessionManager
     from scratchy.testing import FakeProvider
 
     memories, queries, _ = generate(count, seed=11)
 
-    def run(mode: Any, where: Path) -> float:
-        manager = SessionManager(where)
+    def reply(messages: list[Any], tools: list[Any]) -> str:
+        if messages[0].get("content", "").startswith("You maintain a small"):
+            return '{"facts": []}'
+        return "OK."
+
+    modes: list[Any] = [False, True, "auto"]
+    agents = []
+    for mode in modes:
+        manager = SessionManager(tmp / str(mode))
         if mode:
             backend_for(manager.store).insert_many(memories)
+        agents.append(Agent(provider=FakeProvider(reply), session_manager=manager, memory=mode))
 
-        def reply(messages: list[Any], tools: list[Any]) -> str:
-            if messages[0].get("content", "").startswith("You maintain a small"):
-                return '{"facts": []}'
-            return "OK."
-
-        agent = Agent(provider=FakeProvider(reply), session_manager=manager, memory=mode)
-
-        async def go() -> list[float]:
-            out = []
-            for i in range(turns):
+    async def go() -> list[list[float]]:
+        out: list[list[float]] = [[], [], []]
+        for i in range(turns):
+            for n, agent in enumerate(agents):
                 start = time.perf_counter()
                 await agent.chat(queries[i % len(queries)], session_id=f"t{i}")
-                out.append((time.perf_counter() - start) * 1000)
-            return out
+                out[n].append((time.perf_counter() - start) * 1000)
+        return out
 
-        samples = asyncio.run(go())
-        return statistics.median(samples)
-
-    off = run(False, tmp / "off")
-    on = run(True, tmp / "on")
-    auto = run("auto", tmp / "auto")
+    off, on, auto = (statistics.median(x) for x in asyncio.run(go()))
     print(f"turn with the scripted model, new session each time, {count:,} memories stored:")
     print(f"  memory off    {off:6.2f} ms (median of {turns})")
     print(f"  memory=True   {on:6.2f} ms  (+{on - off:.2f} ms: recall into the context)")
