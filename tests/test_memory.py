@@ -394,6 +394,31 @@ def test_extraction_refuses_secrets_and_ignores_bad_answers() -> None:
     assert len(fake.calls) == 6  # one extraction after each turn
 
 
+def test_a_failed_extraction_leaves_the_turn_alone(caplog: pytest.LogCaptureFixture) -> None:
+    from scratchy.errors import ProviderError
+
+    def reply(messages: list[dict[str, Any]], tools: list[Any]) -> Any:
+        if messages[0]["content"].startswith("You maintain a small, precise memory"):
+            return ProviderError("the model is overloaded")
+        return "ok"
+
+    agent = Agent(provider=FakeProvider(reply), memory="auto")
+    assert asyncio.run(agent.chat("I like cats", "a")) == "ok"
+    assert agent.memory.list() == []
+    assert "extraction after the turn failed" in caplog.text
+
+
+def test_extraction_tokens_are_stored_with_the_session() -> None:
+    fake = _extractor(['{"facts": [{"text": "The user likes cats"}]}'])
+    agent = Agent(provider=fake, memory="auto")
+    asyncio.run(agent.chat("I like cats", "a"))
+    stored = agent.session_manager.session_info("a").metadata["usage"]
+    assert stored == agent.sessions["a"].metadata["usage"]
+    assert stored["input_tokens"] == sum(
+        len(" ".join(str(m.get("content") or "") for m in c.messages).split()) for c in fake.calls
+    )
+
+
 def test_memory_on_without_auto_makes_no_extra_model_call() -> None:
     fake = FakeProvider(["ok", "ok"])
     agent = Agent(provider=fake, memory=True)

@@ -456,7 +456,15 @@ class AgentMemory(MemoryStore):
             return []
         from .memory_extract import extract
 
-        return await extract(self, session)
+        try:
+            changes = await extract(self, session)
+        except ScratchyError as exc:  # the reply stands; a failed extraction stores nothing
+            logger.warning("memory: extraction after the turn failed (%s)", exc)
+            return []
+        agent = self.agent
+        if agent.autosave and agent.session_manager is not None and session._usage_pending:
+            await agent.asave(session)  # the extraction's tokens, with the session's usage
+        return changes
 
     def memory_tools(self) -> list[Any]:
         """The ``remember`` and ``recall`` tools bound to this memory."""
