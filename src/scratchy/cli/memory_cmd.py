@@ -170,7 +170,7 @@ def edit(memory_id: str, text: tuple[str, ...], directory: str | None, owner: st
 def rm(
     memory_ids: tuple[str, ...], directory: str | None, owner: str | None, session_id: str | None
 ) -> None:
-    """Delete memories for good (by id or unique id prefix, or --session)."""
+    """Delete memories for good (ids, id prefixes or --session)."""
     from ..errors import ScratchyError
 
     if not memory_ids and session_id is None:
@@ -204,7 +204,7 @@ def rm(
     "--format", "fmt", type=click.Choice(["json", "toon"]), default="json", show_default=True
 )
 def export(directory: str | None, owner: str | None, output: str | None, fmt: str) -> None:
-    """Export every memory with its history and provenance (JSON or TOON)."""
+    """Export every memory with its history (JSON or TOON)."""
     mem = _memory(directory, owner)
     data = mem.export() if mem is not None else []
     if fmt == "toon":
