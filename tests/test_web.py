@@ -103,7 +103,14 @@ def test_page_and_assets_have_a_strict_csp(server: ServerProc) -> None:
         assert "<script>" not in r.text and " on" not in r.text.split("<body>")[1].split("=")[0]
     tag = re.search(r'src="/static/([0-9a-f]{12})/app.js"', r.text).group(1)
     preloaded = re.findall(r'rel="modulepreload" href="/static/[0-9a-f]+/(\w+\.js)"', r.text)
-    assert sorted(preloaded) == ["api.js", "charts.js", "highlight.js", "markdown.js", "session.js"]
+    assert sorted(preloaded) == [
+        "api.js",
+        "charts.js",
+        "highlight.js",
+        "markdown.js",
+        "memories.js",
+        "session.js",
+    ]
     for asset in ("app.js", "session.js", "markdown.js", "app.css"):
         r = httpx.get(f"{server.url}/static/{tag}/{asset}")
         assert r.status_code == 200 and r.headers["x-content-type-options"] == "nosniff"

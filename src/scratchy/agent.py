@@ -43,6 +43,7 @@ from .events import (  # noqa: F401 - part of this module's API
     ToolResultEvent,
     ToolStartEvent,
 )
+from .memory import attach as attach_memory
 from .messages import Message
 from .providers.base import ModelResponse, Provider, as_provider
 from .sessions import SessionManager
@@ -231,6 +232,8 @@ class Agent:
             application has a tracer provider. ``trace_content=True`` adds message contents.
         on_token, on_tool_start, on_tool_end, on_tool_approval, on_final_message: Callbacks
             (plain or async functions).
+        memory: ``True`` for ``agent.memory`` (memories across sessions, see
+            :mod:`scratchy.memory`); ``"auto"`` also extracts facts after each turn.
     """
 
     def __init__(
@@ -252,6 +255,7 @@ class Agent:
         workspace: str | None = None,
         tracing: Any = None,
         trace_content: bool | None = None,
+        memory: bool | str = False,
         on_token: Callable[[str], Any] | None = None,
         on_tool_start: Callable[[str, dict[str, Any]], Any] | None = None,
         on_tool_end: Callable[[str, ToolResult], Any] | None = None,
@@ -297,6 +301,7 @@ class Agent:
         self._warned_approval: set[str] = set()
         self._mcp: Any = None
         self._always_allowed: set[str] = set()
+        self.memory = attach_memory(self, memory)
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -577,6 +582,8 @@ class Agent:
             async for event in turn:
                 await self._emit(event)
                 yield event
+            if self.memory:  # Agent(memory="auto"): durable facts of this turn
+                await self.memory.end_turn(self.sessions[session_id])
 
     async def _turn(self, text: str, session_id: str) -> AsyncIterator[Event]:
         session = await self.aget_session(session_id)
@@ -586,6 +593,8 @@ class Agent:
         await provider.load()  # idempotent: warms a local model, asks a server its window
         await self._maybe_compact(session)
         session.messages.append(msgs.user(text))
+        if self.memory:  # provenance for the tools; a new session's relevant memories
+            await self.memory.start_turn(session)
         if self.autosave and self.save_input:  # stored before the model runs: a crash keeps it
             await asyncio.shield(self.asave(session))
         try:
@@ -664,9 +673,8 @@ class Agent:
         start = session._valid_upto
         if not (0 < start <= len(messages) and messages[start - 1] is session._valid_last):
             start = 0
-        if not validate(messages, start):
-            return messages
-        return repair(messages)
+        sent = repair(messages) if validate(messages, start) else messages
+        return self.memory.context(session, sent) if self.memory else sent
 
     def _account(self, session: Session, response: ModelResponse) -> None:
         """Count a model call's tokens: shown at once, added to the stored totals on save."""

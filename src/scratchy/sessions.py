@@ -209,13 +209,19 @@ class SessionManager:
         """Rename a session (``title``) or replace its metadata; the messages are untouched."""
         return self.store.update_header(session_id, title=title, metadata=metadata)
 
-    def delete_session(self, session_id: str) -> bool:
+    def delete_session(self, session_id: str, *, with_memories: bool = False) -> bool:
         """Move ``session_id`` to the trash; True when it existed. Works on corrupted files.
 
-        Nothing is deleted for good here: see ``restore_session`` and ``purge``.
+        Nothing is deleted for good here: see ``restore_session`` and ``purge``; except, with
+        ``with_memories=True``, the memories taken from it (:mod:`scratchy.memory`).
         """
         self._remember(session_id, None)
-        return self.store.delete(session_id)
+        deleted = self.store.delete(session_id)
+        if deleted and with_memories:
+            from .memory import MemoryStore
+
+            MemoryStore(self.store).forget_session(session_id)
+        return deleted
 
     # -- trash, retention, fork, search ------------------------------------------------------
 

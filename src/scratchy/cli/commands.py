@@ -484,3 +484,6 @@ class SlashCompleter(Completer):
             for row in self.repl.sm.list_sessions():
                 if row["id"].startswith(prefix):
                     yield Completion(row["id"], -len(prefix))
+
+
+from . import memory_repl  # noqa: E402, F401 - registers /memory

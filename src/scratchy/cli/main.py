@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from .memory_cmd import memory
 from .serve_cmd import serve
 from .sessions_cmd import cli_message, sessions
 from .web_cmd import web
@@ -62,6 +63,13 @@ def _chat_options(fn: Any) -> Any:
             ),
             click.option("--no-tools", is_flag=True, help="Start without the built-in tools."),
             click.option(
+                "--memory",
+                type=click.Choice(["off", "on", "auto"]),
+                default="off",
+                show_default=True,
+                help="Memories across sessions: on (tools and recall), auto (also extraction).",
+            ),
+            click.option(
                 "--no-markdown", is_flag=True, help="Show replies as written, not as Markdown."
             ),
             click.option("--debug", is_flag=True, help="Show tracebacks."),
@@ -108,6 +116,7 @@ def chat(
     directory: str | None = None,
     approve: str = "ask",
     no_tools: bool = False,
+    memory: str = "off",
     no_markdown: bool = False,
     debug: bool = False,
     question: tuple[str, ...] = (),
@@ -126,11 +135,13 @@ def chat(
         debug=debug,
         question=" ".join(question) or None,
         markdown=not no_markdown,
+        memory=memory,
     )
     ctx.exit(code)
 
 
 cli.add_command(sessions)
+cli.add_command(memory)
 cli.add_command(serve)
 cli.add_command(web)
 

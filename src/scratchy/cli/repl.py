@@ -338,9 +338,13 @@ def demo_model_notice(agent: Agent) -> str | None:
 
 
 
-def build_agent(*, model: str | None, directory: str | None, approve: str) -> Agent:
+def build_agent(
+    *, model: str | None, directory: str | None, approve: str, memory: str = "off"
+) -> Agent:
     """The agent the CLI uses (tools are added by the caller)."""
-    return Agent(model=model, session_manager=SessionManager(directory), tool_approval=approve)  # type: ignore[arg-type]
+    mode = {"off": False, "on": True, "auto": "auto"}[memory]
+    manager = SessionManager(directory)
+    return Agent(model=model, session_manager=manager, tool_approval=approve, memory=mode)  # type: ignore[arg-type]
 
 
 def run_chat(
@@ -353,6 +357,7 @@ def run_chat(
     debug: bool = False,
     question: str | None = None,
     markdown: bool = True,
+    memory: str = "off",
 ) -> int:
     """Run the REPL, or answer one question (argument or piped stdin) and exit.
 
@@ -362,7 +367,7 @@ def run_chat(
     quiet = no_tty_echo() if question is None else contextlib.nullcontext()
     with quiet:
         return _run_chat(
-            err, session_id, model, directory, approve, tools, debug, question, markdown
+            err, session_id, model, directory, approve, tools, debug, question, markdown, memory
         )
 
 
@@ -376,10 +381,11 @@ def _run_chat(
     debug: bool,
     question: str | None,
     markdown: bool,
+    memory: str = "off",
 ) -> int:
     try:
         SessionManager.validate_id(session_id)
-        agent = build_agent(model=model, directory=directory, approve=approve)
+        agent = build_agent(model=model, directory=directory, approve=approve, memory=memory)
         try:
             agent.provider  # noqa: B018 - a model that cannot be built is reported here
         except ScratchyError:

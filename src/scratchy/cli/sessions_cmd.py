@@ -360,7 +360,10 @@ def import_cmd(file: str, session_id: str, directory: str | None, force: bool) -
 @sessions.command("rm")
 @click.argument("session_ids", nargs=-1, required=True)
 @_dir_option
-def rm(session_ids: tuple[str, ...], directory: str | None) -> None:
+@click.option(
+    "--with-memories", is_flag=True, help="Also forget the memories taken from these sessions."
+)
+def rm(session_ids: tuple[str, ...], directory: str | None, with_memories: bool) -> None:
     """Delete sessions (they go to the trash; see `restore` and `purge`)."""
     _check_ids(*session_ids)
     sm = _reader(directory)
@@ -369,6 +372,11 @@ def rm(session_ids: tuple[str, ...], directory: str | None) -> None:
         if sm is not None and sm.delete_session(sid):
             undo = f"scratchy sessions restore {sid}"
             click.echo(f"Moved session '{sid}' to the trash (undo: {undo})")
+            if with_memories:
+                from ..memory import MemoryStore
+
+                gone = MemoryStore(sm.store).forget_session(sid)
+                click.echo(f"Forgot {len(gone)} memories taken from it (for good)")
         else:
             click.echo(f"No session '{sid}'", err=True)
             missing += 1

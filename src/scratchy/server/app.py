@@ -76,6 +76,7 @@ def create_app(
             ``Idempotency-Key`` requests for a busy session.
     """
     from ..sessions import open_store
+    from .routes_memory import router as memory_router
     from .routes_openai import router as openai_router
     from .routes_ops import router as ops_router
     from .routes_sessions import router as sessions_router
@@ -107,7 +108,7 @@ def create_app(
         summary="Named, persistent agent sessions over HTTP.",
     )
     app.state.runtime = runtime
-    for router in (sessions_router, turns_router, ops_router, openai_router):
+    for router in (sessions_router, turns_router, ops_router, openai_router, memory_router):
         app.include_router(router)
     from ..web import mount as mount_web  # the browser app at / (scratchy.web)
 

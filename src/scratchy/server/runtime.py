@@ -241,6 +241,8 @@ class AgentSource:
         """A new agent saving to ``store`` (None: stateless, nothing saved)."""
         agent = self._new()
         agent.session_manager = SessionManager(store=store) if store is not None else None
+        if agent.memory is not None:  # this owner's memories and tools (none when stateless)
+            agent.memory = agent.memory.bind(agent)
         agent.autosave = store is not None  # saved by ``asave``: off the event loop
         agent.save_input = True  # a worker killed mid-turn keeps the input (turns are locked)
         if approve is None:

@@ -86,7 +86,7 @@ def mount(app: FastAPI) -> None:
     async def page():  # type: ignore[no-untyped-def]  # noqa: ANN202
         return HTMLResponse(page_html(), headers=SECURITY_HEADERS)
 
-    for path in ("/", "/s/{session_id}", "/trash", "/new"):
+    for path in ("/", "/s/{session_id}", "/trash", "/new", "/memories"):
         app.add_api_route(path, page, methods=["GET", "HEAD"], include_in_schema=False)
 
     # No annotations on these handlers: FastAPI resolves string annotations in this module's

@@ -3,6 +3,7 @@
 
 import { api, ApiError, getKey, onKeyWanted, setKey } from "./api.js";
 import { activityChart } from "./charts.js";
+import { showMemories } from "./memories.js";
 import { SessionView } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
@@ -321,10 +322,13 @@ export function describe(error) {
 const view = { session: null };
 
 function show(which) {
-  for (const id of ["welcome", "session", "trash"]) $(id).classList.toggle("hidden", id !== which);
+  for (const id of ["welcome", "session", "trash", "memories"]) {
+    $(id).classList.toggle("hidden", id !== which);
+  }
   document.body.dataset.view = which === "welcome" ? "list" : which;
   $("tab-trash").classList.toggle("current", which === "trash");
-  $("tab-sessions").classList.toggle("current", which !== "trash");
+  $("tab-memories").classList.toggle("current", which === "memories");
+  $("tab-sessions").classList.toggle("current", which !== "trash" && which !== "memories");
 }
 
 function route() {
@@ -339,6 +343,10 @@ function route() {
   } else if (path === "/new") {
     show("session");
     view.session.openNew();
+  } else if (path === "/memories") {
+    view.session.close();
+    show("memories");
+    showMemories();
   } else if (path === "/trash") {
     view.session.close();
     show("trash");
