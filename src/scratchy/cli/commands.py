@@ -116,6 +116,7 @@ async def _help(repl: Repl, args: list[str]) -> None:
 
 @command("status", "/status", "Show current session info")
 async def _status(repl: Repl, args: list[str]) -> None:
+    from ..cost import Cost, pricing_of
     from .repl import demo_model_notice, stored_as_in_memory
 
     if args:
@@ -143,12 +144,14 @@ async def _status(repl: Repl, args: list[str]) -> None:
         repl.say(
             f"   Tokens: {usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out"
         )
+        repl.say(f"   Cost: {Cost.of(usage)}")
     try:
         provider = repl.agent.provider
     except ScratchyError:
         provider = None
     if provider is not None:
         repl.say(f"   Model: {provider.name}:{provider.model}")
+        repl.say(f"   Price: {pricing_of(provider).describe()}")
         notice = demo_model_notice(repl.agent)
         if notice:
             repl.say(f"   {notice}")

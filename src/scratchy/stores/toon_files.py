@@ -562,6 +562,7 @@ class TOONFileStore(BaseStore):
                 js = journals.get(session_id)
                 if (
                     key is not None
+                    and len(row) > 10  # rows of older releases lack the usage totals
                     and key[0] == st.st_ino
                     and key[1] == st.st_size
                     and key[2] == st.st_mtime_ns
