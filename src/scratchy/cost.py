@@ -30,8 +30,10 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # decimal is imported where amounts are computed (import scratchy stays light)
+    from decimal import Decimal
 
 __all__ = [
     "COST_KEYS",
@@ -168,6 +170,8 @@ def _decide(name: str, model: str, url: str) -> Pricing:
         _, info = snapshot.find_provider_model(model, None, provider_id, None)
     except LookupError:
         return Pricing("unpriced", f"genai-prices has no price for {provider_id} {model}")
+    from decimal import Decimal
+
     rates: dict[str, Decimal | None] = {"input_mtok": None, "output_mtok": None}
     try:
         current = info.get_prices(datetime.now(UTC))
@@ -219,6 +223,8 @@ def price_of_call(provider: Any, usage: Any, *, when: datetime | None = None) ->
     except Exception as exc:  # noqa: BLE001 - a price problem must never fail a turn
         logger.warning("could not price a %s call: %s", pricing.model, exc)
         return None
+    from decimal import ROUND_HALF_EVEN, Decimal
+
     nano = (Decimal(calc.total_price) * NANO_PER_USD).quantize(Decimal(1), ROUND_HALF_EVEN)
     return int(nano)
 
@@ -262,6 +268,8 @@ def format_usd(nano_usd: int, *, at_least: bool = False) -> str:
     that a lower bound stays one."""
     if nano_usd == 0:
         return "$0"
+    from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+
     value = Decimal(nano_usd).scaleb(-9)
     rounding = ROUND_DOWN if at_least else ROUND_HALF_EVEN
     if value.quantize(Decimal("0.0001"), rounding) >= 1:
@@ -275,6 +283,8 @@ def format_usd(nano_usd: int, *, at_least: bool = False) -> str:
 
 def _exact(nano_usd: int) -> str:
     """The exact decimal text of an amount in nano-dollars (``0.00021``, ``0``)."""
+    from decimal import Decimal
+
     text = format(Decimal(nano_usd).scaleb(-9), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 
@@ -347,6 +357,8 @@ class Cost:
     @property
     def usd(self) -> Decimal | None:
         """The cost in dollars, exact (a lower bound when partial); None when unknown."""
+        from decimal import Decimal
+
         return None if self.status == "unknown" else Decimal(self.nano_usd).scaleb(-9)
 
     def _notes(self, short: bool) -> str:
