@@ -508,3 +508,15 @@ def test_server_session_header_carries_the_cost(tmp_path: Path) -> None:
         "untracked_tokens": 0,
     }  # fmt: skip
     assert [i["cost"]["usd"] for i in listed] == ["0.00021"]
+
+
+async def test_a_failing_price_lookup_never_fails_a_turn(monkeypatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("price data damaged")
+
+    monkeypatch.setattr(cost_mod, "_decide", broken)
+    monkeypatch.setattr(cost_mod, "_cache", {})
+    agent = Agent(provider=mini([reply("fine", 10, 1)]), autosave=False)
+    assert await agent.chat("x") == "fine"
+    assert str(Cost.of(agent.get_session().metadata)) == "unknown (1 of 1 call unpriced)"
+    assert "price data damaged" in pricing_of(mini([])).reason

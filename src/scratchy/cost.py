@@ -140,7 +140,12 @@ def pricing_of(provider: Any) -> Pricing:
     key = (name, model, url)
     found = _cache.get(key)
     if found is None:
-        found = _cache[key] = _decide(name, model, url)
+        try:
+            found = _decide(name, model, url)
+        except Exception as exc:  # noqa: BLE001 - a price problem must never fail a turn
+            logger.warning("could not look up the prices of %s:%s: %s", name, model, exc)
+            return Pricing("unpriced", f"price lookup failed: {exc}")
+        _cache[key] = found
     return found
 
 
@@ -157,7 +162,7 @@ def _decide(name: str, model: str, url: str) -> Pricing:
     if url and not (name in VENDORS and _matches(snapshot, VENDORS[name], url)):
         vendor = next((p for p in snapshot.providers if _pattern_match(p, url)), None)
         if vendor is None:
-            return Pricing("unpriced", f"no price data for the server at {url}")
+            return Pricing("unpriced", f"no prices for {url}")
         provider_id = vendor.id
     elif name in VENDORS:
         provider_id = VENDORS[name]
@@ -169,7 +174,9 @@ def _decide(name: str, model: str, url: str) -> Pricing:
     try:
         _, info = snapshot.find_provider_model(model, None, provider_id, None)
     except LookupError:
-        return Pricing("unpriced", f"genai-prices has no price for {provider_id} {model}")
+        from genai_prices import __version__
+
+        return Pricing("unpriced", f"no price in genai-prices {__version__}")
     from decimal import Decimal
 
     rates: dict[str, Decimal | None] = {"input_mtok": None, "output_mtok": None}
@@ -256,10 +263,14 @@ def prepare(provider: Any) -> None:
     pricing it adds no wait (nothing happens when it is loaded, or not needed)."""
     if _snapshot is not None or _missing is not None or str(provider.name) in FREE:
         return
-    thread = threading.Thread(
-        target=pricing_of, args=(provider,), name="scratchy-prices", daemon=True
-    )
-    thread.start()
+
+    def load() -> None:
+        try:
+            pricing_of(provider)
+        except Exception:  # noqa: BLE001 - the call itself prices again and says why
+            logger.debug("loading the price data failed", exc_info=True)
+
+    threading.Thread(target=load, name="scratchy-prices", daemon=True).start()
 
 
 def format_usd(nano_usd: int, *, at_least: bool = False) -> str:
