@@ -85,7 +85,8 @@ async def test_cancellation_stops_generation(provider: LocalProvider) -> None:
     start = time.perf_counter()
     async for _ in provider.stream([{"role": "user", "content": "Hi"}], []):
         pass
-    assert time.perf_counter() - start < 5
+    # Free, not queued behind the cancelled generation (seconds: a loaded CI machine is slow).
+    assert time.perf_counter() - start < 30
 
 
 async def test_long_history_is_trimmed_to_fit(gguf_path) -> None:

@@ -29,14 +29,21 @@ PROMPT = r"\[[\w.-]+\] You: "
 class Term:
     """A REPL process with helpers that read its screen output without escape codes."""
 
-    def __init__(self, cwd: Path, *args: str, model: str = "fake:", env: dict | None = None):
+    def __init__(
+        self,
+        cwd: Path,
+        *args: str,
+        model: str = "fake:",
+        env: dict | None = None,
+        columns: int = 120,
+    ):
         environ = dict(
             os.environ,
             PROMPT_TOOLKIT_NO_CPR="1",
             NO_COLOR="1",
             TERM="dumb",
             SCRATCHY_MODEL=model,
-            COLUMNS="120",
+            COLUMNS=str(columns),
             **(env or {}),
         )
         self.child = pexpect.spawn(
@@ -46,7 +53,7 @@ class Term:
             env=environ,
             encoding="utf-8",
             timeout=20,
-            dimensions=(50, 120),
+            dimensions=(50, columns),
         )
         self.out = ""
 
@@ -387,3 +394,33 @@ def test_input_history_persists_between_runs(cwd: Path) -> None:
     t.child.send("\r")
     assert "You said: a question to remember" in t.wait_prompt()
     t.close()
+
+
+def test_help_and_sessions_fit_a_narrow_terminal(cwd: Path) -> None:
+    """At 60 columns nothing is cut mid-word by the terminal: /help puts each description under
+    its command, /sessions shows the newest page and drops titles that would not fit."""
+    from scratchy import SessionManager
+    from scratchy.messages import assistant, user
+
+    sm = SessionManager(dir=cwd / "scratchy" / "session_history")
+    for i in range(55):
+        sm.append_messages(f"s{i:02d}", [user(f"question number {i} " * 5), assistant("ok")])
+    t = Term(cwd, "--session", "s54", columns=60)
+    t.wait_prompt("s54")
+    help_lines = t.send("/help").splitlines()
+    assert max(len(line) for line in help_lines) <= 59
+    usages = [line.strip() for line in help_lines if line.startswith("   /")]
+    assert "/export [path] [--format md|json|toon] [--redact]" in usages
+    assert "       Read this session again from the store (drops" in help_lines
+    listing = t.send("/sessions").splitlines()
+    assert listing[0] == "📚 Sessions (50 most recent):"
+    assert listing[1].startswith(" → s54 ")
+    assert len(listing) == 52 and "scratchy sessions list" in listing[-1]
+    assert max(len(line) for line in listing[1:]) <= 59
+    t.close()
+    wide = Term(cwd, "--session", "s54", columns=120)
+    wide.wait_prompt("s54")
+    rows = wide.send("/sessions").splitlines()
+    assert "question number 54" in rows[1]
+    assert "/reload                  Read this session again" in wide.send("/help")
+    wide.close()

@@ -59,18 +59,40 @@ def test_start_up_line_health_and_openapi(server: ServerProc) -> None:
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
+def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
 def test_metrics_count_requests_by_route(server: ServerProc) -> None:
+    """Any worker's /metrics shows the whole server: requests answered by either worker."""
+    get_session = (("method", "GET"), ("route", "/v1/sessions/{session_id}"), ("status", "200"))
+
+    def count() -> float:
+        text = httpx.get(f"{server.url}/metrics").text  # a new connection: either worker
+        return _samples(text, "scratchy_requests_total").get(get_session, 0.0)
+
     with server.client() as c:
         c.post("/v1/sessions/metrics_probe/turns", json={"input": "count me"})
-        c.get("/v1/sessions/metrics_probe")
-    text = ""
-    for _ in range(10):  # two workers: ask until the one that counted answers
-        text = httpx.get(f"{server.url}/metrics").text
-        if 'route="/v1/sessions/{session_id}/turns"' in text:
-            break
+    before = count()
+    for _ in range(6):  # new connections, spread over both workers
+        with server.client() as c:
+            assert c.get("/v1/sessions/metrics_probe").status_code == 200
+    assert [count() for _ in range(4)] == [before + 6] * 4
+    text = httpx.get(f"{server.url}/metrics").text
     assert "# TYPE scratchy_requests_total counter" in text
-    assert 'route="/v1/sessions/{session_id}/turns",method="POST",status="200"' in text
-    assert "scratchy_turn_seconds_bucket" in text and "scratchy_active_streams" in text
+    turns = (("method", "POST"), ("route", "/v1/sessions/{session_id}/turns"), ("status", "200"))
+    assert _samples(text, "scratchy_requests_total")[turns] >= 1
+    assert _samples(text, "scratchy_turns_total")[(("outcome", "ok"),)] >= 1
+    assert _samples(text, "scratchy_turn_seconds_count")[()] >= 1
+    assert _samples(text, "scratchy_active_streams")[()] == 0
+    assert "_created" not in text
 
 
 # --- sessions --------------------------------------------------------------------------------

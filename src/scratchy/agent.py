@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from . import messages as msgs
+from . import tracing as _tracing
 from .cost import call_usage
 from .cost import prepare as prepare_prices
 from .errors import (
@@ -36,8 +37,16 @@ from .errors import (
     SessionConflictError,
     UsageError,
 )
+from .events import (  # noqa: F401 - part of this module's API
+    Event,
+    FinalEvent,
+    TextDelta,
+    ToolCallEvent,
+    ToolResultEvent,
+    ToolStartEvent,
+)
 from .messages import Message
-from .providers.base import ModelResponse, Provider, TextDelta, as_provider
+from .providers.base import ModelResponse, Provider, as_provider
 from .sessions import SessionManager
 from .stores.base import SessionInfo, StoredSession, utcnow, validate_session_id
 from .tools import Tool, ToolRegistry, ToolResult
@@ -50,43 +59,6 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 Approval = Literal["ask", "allow", "deny"]
 
-
-@dataclass(slots=True)
-class ToolCallEvent:
-    """The model asked for a tool."""
-
-    call_id: str
-    name: str
-    arguments: str
-
-
-@dataclass(slots=True)
-class ToolStartEvent:
-    """An approved tool starts running (``args`` parsed from the call's arguments)."""
-
-    call_id: str
-    name: str
-    args: dict[str, Any]
-
-
-@dataclass(slots=True)
-class ToolResultEvent:
-    """A tool finished (``is_error`` when it failed or was refused)."""
-
-    call_id: str
-    name: str
-    content: str
-    is_error: bool
-
-
-@dataclass(slots=True)
-class FinalEvent:
-    """The turn ended with this reply text."""
-
-    text: str
-
-
-Event = TextDelta | ToolCallEvent | ToolStartEvent | ToolResultEvent | FinalEvent
 
 _ATOMS = (str, int, float, bool, type(None))
 
@@ -256,6 +228,9 @@ class Agent:
             older turns are summarised by the model first (see :meth:`compact`).
         tool_approval: For tools that change files or run code: ``"ask"`` calls
             ``on_tool_approval(name, args)`` (refused when there is none), ``"allow"``, ``"deny"``.
+        tracing: OpenTelemetry spans of each turn (see :mod:`scratchy.tracing`): True, False,
+            a ``TracerProvider``, or None: as ``SCRATCHY_TRACING`` says, else on while the
+            application has a tracer provider. ``trace_content=True`` adds message contents.
         on_token, on_tool_start, on_tool_end, on_tool_approval, on_final_message: Callbacks
             (plain or async functions).
     """
@@ -277,6 +252,8 @@ class Agent:
         context_window: int | None = None,
         compact_at: float = 0.8,
         workspace: str | None = None,
+        tracing: Any = None,
+        trace_content: bool | None = None,
         on_token: Callable[[str], Any] | None = None,
         on_tool_start: Callable[[str, dict[str, Any]], Any] | None = None,
         on_tool_end: Callable[[str, ToolResult], Any] | None = None,
@@ -312,6 +289,7 @@ class Agent:
         self.compact_at = compact_at
         self.tool_approval: Approval = tool_approval
         self.workspace = workspace
+        self.tracing, self.trace_content = _tracing.check(tracing), trace_content
         self.callbacks = _Callbacks(
             on_token, on_tool_start, on_tool_end, on_tool_approval, on_final_message
         )
@@ -591,7 +569,8 @@ class Agent:
         Turns on one session run one at a time in this agent; the callbacks are called from
         the same events, just before each is yielded."""
         async with self._turn_lock(session_id):
-            async for event in self._turn(text, session_id):
+            turn = _tracing.trace_turn(self, text, session_id, self._turn(text, session_id))
+            async for event in turn:
                 await self._emit(event)
                 yield event
 
@@ -611,7 +590,7 @@ class Agent:
             schemas = tools.schemas() if provider.supports_tools else []
             for _ in range(self.max_iterations):
                 response, streamed = None, False
-                async for item in provider.stream(self._history(session), schemas):
+                async for item in _tracing.trace_chat(provider, self._history(session), schemas):
                     if isinstance(item, TextDelta):
                         streamed = True
                         yield item
@@ -634,7 +613,8 @@ class Agent:
                     yield FinalEvent(msgs.text_of(reply))
                     return
                 for call in calls:
-                    async for event in self._run_tool(session, tools, call):
+                    run = self._run_tool(session, tools, call)
+                    async for event in _tracing.trace_tool(run, call, tools):
                         yield event
             raise MaxTurnsExceeded(
                 f"No final answer after {self.max_iterations} model calls; raise "
@@ -718,7 +698,7 @@ class Agent:
             yield ToolStartEvent(call["id"], name, args)
             result = await tool.run(arguments)
         session.messages.append(msgs.tool_result(call["id"], result.content, name))
-        yield ToolResultEvent(call["id"], name, result.content, result.is_error)
+        yield ToolResultEvent(call["id"], name, result.content, result.is_error, result.exception)
 
     async def _approved(self, name: str, args: dict[str, Any]) -> bool:
         if self.tool_approval != "ask" or name in self._always_allowed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import shlex
+import textwrap
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,16 +103,37 @@ def _closest_session(repl: Repl, session_id: str) -> str:
 @command("help", "/help", "Show the commands")
 async def _help(repl: Repl, args: list[str]) -> None:
     seen: set[int] = set()
+    width = max(40, repl.width() - 1)
+    wide = width >= 72  # usage and help side by side; narrower: help below its usage
+    column = max(len(c.usage) for c in COMMANDS.values() if len(c.usage) <= 24)
     repl.say("Commands:")
     for cmd in COMMANDS.values():
         if id(cmd.handler) in seen:
             continue
         seen.add(id(cmd.handler))
-        repl.say(f"   {cmd.usage:<34} {cmd.help}")
-    repl.say("   Esc+Enter inserts a new line; Ctrl-C cancels a reply; Ctrl-D exits.")
-    repl.say(
-        "   Start a message with // to send one that begins with / (//usr/bin sends /usr/bin)."
+        if wide:
+            lead = f"   {cmd.usage:<{column}}  "
+            if len(cmd.usage) > column:  # a long usage gets its own line
+                repl.say(f"   {cmd.usage}")
+                lead = " " * (column + 5)
+            _say_wrapped(repl, cmd.help, width, lead, " " * len(lead))
+        else:
+            repl.say(f"   {cmd.usage}")
+            _say_wrapped(repl, cmd.help, width, "       ", "       ")
+    for note in (
+        "Esc+Enter inserts a new line; Ctrl-C cancels a reply; Ctrl-D exits.",
+        "Start a message with // to send one that begins with / (//usr/bin sends /usr/bin).",
+    ):
+        _say_wrapped(repl, note, width, "   ", "   ")
+
+
+def _say_wrapped(repl: Repl, text: str, width: int, first: str, rest: str) -> None:
+    """Print ``text`` wrapped at word boundaries to ``width`` columns, with hanging indent."""
+    lines = textwrap.wrap(
+        text, width=width, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False
     )
+    for line in lines or [first.rstrip()]:
+        repl.say(line)
 
 
 @command("status", "/status", "Show current session info")
@@ -168,22 +190,34 @@ def _saved(repl: Repl, memory: list[Any], stored: int, same: Callable[..., bool]
     return "No (the store differs from what is shown: /reload reads it again)"
 
 
+_SESSIONS_SHOWN = 50
+
+
 @command("sessions", "/sessions", "List all sessions")
 async def _sessions(repl: Repl, args: list[str]) -> None:
-    rows = repl.sm.list_sessions()
-    if not any(r["id"] == repl.session_id for r in rows):
+    page = repl.sm.list_page(limit=_SESSIONS_SHOWN)  # the newest: costs the page, not the store
+    rows = [info.as_dict() for info in page.items]
+    if not any(r["id"] == repl.session_id for r in rows) and not repl.sm.session_exists(
+        repl.session_id
+    ):
         repl.say(f" → {repl.session_id}  (not saved yet)")
     if not rows:
         repl.say("No saved sessions yet.")
         return
-    repl.say(f"📚 Sessions ({len(rows)}):")
-    width = max(len(r["id"]) for r in rows)
+    more = page.next_cursor is not None
+    repl.say(f"📚 Sessions ({len(rows)} most recent):" if more else f"📚 Sessions ({len(rows)}):")
+    width = min(max(len(r["id"]) for r in rows), max(8, repl.width() // 3))
     for r in rows:
         mark = "→" if r["id"] == repl.session_id else " "
         count = "corrupted" if r["corrupted"] else f"{r['message_count']} messages"
         when = r["updated_at"].replace("T", " ")
-        title = f"  {short(r['title'], 50)}" if r["title"] else ""
-        repl.say(f" {mark} {r['id']:<{width}}  {count:>13}  {when}{title}")
+        line = f" {mark} {repl.short_id(r['id']):<{width}}  {count:>13}  {when}"
+        room = repl.width() - 1 - len(line) - 2
+        if r["title"] and room >= 8:  # the title fills what is left of the line, never wraps
+            line += f"  {short(r['title'], min(50, room))}"
+        repl.say(line)
+    if more:
+        repl.say("   … and older ones: scratchy sessions list")
 
 
 @command("new", "/new <id>", "Create new session")
@@ -415,8 +449,10 @@ async def _markdown(repl: Repl, args: list[str]) -> None:
     if args:
         repl.markdown = args[0].lower() == "on"
     if repl.markdown:
-        repl.say("Markdown: on (replies that are clearly Markdown are rendered; /markdown off "
-                 "shows every reply exactly as written)")
+        repl.say(
+            "Markdown: on (replies that are clearly Markdown are rendered; /markdown off "
+            "shows every reply exactly as written)"
+        )
     else:
         repl.say("Markdown: off (replies are shown exactly as written)")
 

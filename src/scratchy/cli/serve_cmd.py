@@ -49,8 +49,13 @@ def _need_server_packages() -> None:
     help="Session directory or store URL (default: scratchy/session_history).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
-              help="Port to listen on.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on.",
+)
 @click.option(
     "--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes."
 )
@@ -164,6 +169,14 @@ def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
         if not server.started:  # uvicorn logged why (address in use...)
             sys.exit(1)
         return
+    from ..server.metrics import MULTIPROC_ENV
+
+    metrics_dir = None
+    if not os.environ.get(MULTIPROC_ENV):  # every worker's /metrics sums all workers
+        import tempfile
+
+        metrics_dir = tempfile.mkdtemp(prefix="scratchy-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
     bound = config.bind_socket()
     sock = socket.socket(fileno=bound.detach())
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -172,6 +185,11 @@ def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
         Multiprocess(config, sockets=[sock]).run()
     except KeyboardInterrupt:
         pass
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @serve.command()

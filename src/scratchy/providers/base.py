@@ -222,8 +222,10 @@ async def complete(
     provider: Provider, messages: list[Message], tools: list[ToolSchema] | None = None
 ) -> ModelResponse:
     """Run ``provider.stream`` to the end and return its ``ModelResponse``."""
+    from ..tracing import trace_chat  # a "chat" span when a traced turn compacts its history
+
     final: ModelResponse | None = None
-    async for event in provider.stream(messages, tools or []):
+    async for event in trace_chat(provider, messages, tools or []):
         if isinstance(event, ModelResponse):
             final = event
     if final is None:

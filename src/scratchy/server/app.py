@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..agent import Agent
 from ..errors import ConfigError, ScratchyError
 from ..stores.base import validate_session_id
+from ..tracing import TraceContextMiddleware, setup_if_asked
 from .auth import ApiKey, Keyring
 from .errors import ApiError, error_for
 from .runtime import AgentSource, Runtime
@@ -114,6 +115,8 @@ def create_app(
     _install_errors(app)
     app.add_middleware(_Metrics, runtime=runtime)
     app.add_middleware(_BodyLimit, limit=max_body)
+    app.add_middleware(TraceContextMiddleware)  # traceparent -> the parent of the turn's span
+    setup_if_asked()  # SCRATCHY_TRACING=1: the SDK from the first request on
     return app
 
 

@@ -1,86 +1,95 @@
-"""Prometheus text-format metrics of one worker process (``GET /metrics``).
+"""Prometheus metrics of the server (``GET /metrics``), through ``prometheus_client``.
 
-Each worker counts its own requests; the ``worker`` label (the process id) tells them apart, so
-a scraper that reaches every worker can sum them.
+With several worker processes every worker answers ``/metrics`` with the sum over all workers:
+``scratchy serve --workers N`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory that the
+workers share (``prometheus_client``'s multiprocess mode: each process writes its values to
+memory-mapped files there, and a scrape merges them), so a scraper that reaches any worker
+through the shared port sees the whole server. An application that runs :func:`create_app`
+under its own process manager sets ``PROMETHEUS_MULTIPROC_DIR`` itself (an empty directory,
+before the workers start), as ``prometheus_client`` documents. Without it the figures are
+those of the process.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections import Counter
+from typing import Any
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
-    """Counters, one gauge and one histogram, rendered as Prometheus text."""
+    """The server's counters, a gauge and a histogram, rendered as Prometheus text."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.turns: Counter[str] = Counter()
-        self.store_errors = 0
-        self.active_streams = 0
-        self._buckets = [0] * len(BUCKETS)
-        self._turn_sum = 0.0
-        self._turn_count = 0
+        import prometheus_client as prom
+
+        prom.disable_created_metrics()
+        self._multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        # Multiprocess mode merges the files of every process at render time; otherwise the
+        # metrics live in a registry of this instance (several apps in one process stay apart).
+        self._registry: Any = None if self._multiprocess else prom.CollectorRegistry()
+        reg = self._registry
+        self._requests = prom.Counter(
+            "scratchy_requests",
+            "HTTP requests answered, by route and status.",
+            ("route", "method", "status"),
+            registry=reg,
+        )
+        self._turns = prom.Counter(
+            "scratchy_turns", "Agent turns, by outcome.", ("outcome",), registry=reg
+        )
+        self._turn_seconds = prom.Histogram(
+            "scratchy_turn_seconds",
+            "Turn latency (model, tools and store).",
+            buckets=BUCKETS,
+            registry=reg,
+        )
+        self._streams = prom.Gauge(
+            "scratchy_active_streams",
+            "Server-Sent Event streams open now.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self._store_errors = prom.Counter(
+            "scratchy_store_errors", "Store operations that failed.", registry=reg
+        )
+        self._store_errors.inc(0)
+        self._active = 0
 
     def request(self, route: str, method: str, status: int) -> None:
         """Count one answered request."""
-        with self._lock:
-            self.requests[(route, method, status)] += 1
+        self._requests.labels(route, method, str(status)).inc()
 
     def turn(self, seconds: float, outcome: str) -> None:
         """Record one finished turn (``ok``, ``error``, ``busy``, ``replayed``)."""
-        with self._lock:
-            self.turns[outcome] += 1
-            if outcome in ("ok", "error"):
-                self._turn_sum += seconds
-                self._turn_count += 1
-                for i, bound in enumerate(BUCKETS):
-                    if seconds <= bound:
-                        self._buckets[i] += 1
+        self._turns.labels(outcome).inc()
+        if outcome in ("ok", "error"):
+            self._turn_seconds.observe(seconds)
 
     def store_error(self) -> None:
         """Count one failed store operation."""
-        with self._lock:
-            self.store_errors += 1
+        self._store_errors.inc()
+
+    @property
+    def active_streams(self) -> int:
+        """Server-Sent Event streams open in this process (``+= 1`` / ``-= 1`` around one)."""
+        return self._active
+
+    @active_streams.setter
+    def active_streams(self, value: int) -> None:
+        self._active = value
+        self._streams.set(value)
 
     def render(self) -> str:
-        """The metrics in the Prometheus text exposition format."""
-        w = f'worker="{os.getpid()}"'
-        out = [
-            "# HELP scratchy_requests_total HTTP requests answered, by route and status.",
-            "# TYPE scratchy_requests_total counter",
-        ]
-        with self._lock:
-            for (route, method, status), n in sorted(self.requests.items()):
-                route = route.replace("\\", "\\\\").replace('"', '\\"')
-                out.append(
-                    f'scratchy_requests_total{{{w},route="{route}",method="{method}",'
-                    f'status="{status}"}} {n}'
-                )
-            out += [
-                "# HELP scratchy_turns_total Agent turns, by outcome.",
-                "# TYPE scratchy_turns_total counter",
-            ]
-            out += [f'scratchy_turns_total{{{w},outcome="{k}"}} {n}' for k, n in self.turns.items()]
-            out += [
-                "# HELP scratchy_turn_seconds Turn latency (model, tools and store).",
-                "# TYPE scratchy_turn_seconds histogram",
-            ]
-            for bound, n in zip(BUCKETS, self._buckets, strict=True):
-                out.append(f'scratchy_turn_seconds_bucket{{{w},le="{bound}"}} {n}')
-            out.append(f'scratchy_turn_seconds_bucket{{{w},le="+Inf"}} {self._turn_count}')
-            out.append(f"scratchy_turn_seconds_sum{{{w}}} {self._turn_sum:.6f}")
-            out.append(f"scratchy_turn_seconds_count{{{w}}} {self._turn_count}")
-            out += [
-                "# HELP scratchy_active_streams Server-Sent Event streams open now.",
-                "# TYPE scratchy_active_streams gauge",
-                f"scratchy_active_streams{{{w}}} {self.active_streams}",
-                "# HELP scratchy_store_errors_total Store operations that failed.",
-                "# TYPE scratchy_store_errors_total counter",
-                f"scratchy_store_errors_total{{{w}}} {self.store_errors}",
-            ]
-        return "\n".join(out) + "\n"
+        """The metrics in the Prometheus text exposition format (all workers' sums)."""
+        import prometheus_client as prom
+
+        registry = self._registry
+        if registry is None:
+            from prometheus_client import multiprocess
+
+            registry = prom.CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return prom.generate_latest(registry).decode()
