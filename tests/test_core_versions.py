@@ -224,7 +224,12 @@ def test_token_totals_add_up_across_processes(backend: Backend) -> None:
         assert proc.returncode == 0, out.decode()
     info = SessionManager(backend.location).session_info("shared")
     assert info is not None
-    assert info.metadata["usage"] == {"input_tokens": 600, "output_tokens": 60}
+    usage = info.metadata["usage"]
+    assert {k: usage[k] for k in ("input_tokens", "output_tokens")} == {
+        "input_tokens": 600,
+        "output_tokens": 60,
+    }
+    assert (usage["priced_calls"], usage["cost_nano_usd"]) == (60, 0)  # fake: free, all counted
     assert info.message_count == 1 + 3 * 20 * 2  # one system prompt, every turn once
 
 

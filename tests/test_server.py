@@ -119,8 +119,9 @@ def test_create_read_patch_list_delete_restore(server: ServerProc) -> None:
         assert removed.json()["metadata"] == {"b": 2}
         got = c.get("/v1/sessions/crud_one").json()
         assert set(got) == {"id", "title", "created_at", "updated_at", "message_count", "usage",
-                            "metadata"}  # fmt: skip
+                            "cost", "metadata"}  # fmt: skip
         assert got["usage"] == {"input_tokens": 0, "output_tokens": 0}
+        assert (got["cost"]["usd"], got["cost"]["status"]) == ("0", "complete")
 
         assert c.delete("/v1/sessions/crud_one").status_code == 204
         assert c.get("/v1/sessions/crud_one").status_code == 404

@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 from . import messages as msgs
 from . import tracing as _tracing
+from .cost import call_usage
+from .cost import prepare as prepare_prices
 from .errors import (
     MaxTurnsExceeded,
     ModelBehaviorError,
@@ -591,6 +593,7 @@ class Agent:
             await asyncio.to_thread(self.refresh, session)
         provider = self.provider
         await provider.load()  # idempotent: warms a local model, asks a server its window
+        prepare_prices(provider)  # loads the price data while the model answers
         await self._maybe_compact(session)
         session.messages.append(msgs.user(text))
         if self.memory:  # provenance for the tools; a new session's relevant memories
@@ -677,14 +680,10 @@ class Agent:
         return self.memory.context(session, sent) if self.memory else sent
 
     def _account(self, session: Session, response: ModelResponse) -> None:
-        """Count a model call's tokens: shown at once, added to the stored totals on save."""
-        if response.usage is None:
-            return
+        """Count a model call's tokens and cost (:mod:`scratchy.cost`): shown at once, added
+        to the stored totals on save."""
         usage = dict(session.metadata.get("usage") or {})
-        for key, value in (
-            ("input_tokens", response.usage.input_tokens),
-            ("output_tokens", response.usage.output_tokens),
-        ):
+        for key, value in call_usage(self.provider, response).items():
             usage[key] = usage.get(key, 0) + value
             session._usage_pending[key] = session._usage_pending.get(key, 0) + value
         session.metadata["usage"] = usage

@@ -96,6 +96,8 @@ class FakeProvider(BaseProvider):
         context_window: The context window it reports (to test compaction); ``None``: unknown.
         supports_tools: What it reports as ``supports_tools`` (it records the tools either way).
         can_stream: ``False``: yield each reply as one ``ModelResponse``, with no ``TextDelta``.
+        name: The provider name it reports (``"openai"`` with ``model="gpt-4o-mini"`` makes
+            its calls priced like that model's, to test costs; see :mod:`scratchy.cost`).
     """
 
     def __init__(
@@ -108,8 +110,9 @@ class FakeProvider(BaseProvider):
         context_window: int | None = None,
         supports_tools: bool = True,
         can_stream: bool = True,
+        name: str = "fake",
     ) -> None:
-        super().__init__(name="fake", model=model, context_window=context_window)
+        super().__init__(name=name, model=model, context_window=context_window)
         self.supports_tools = supports_tools
         self.can_stream = can_stream
         self.closed = 0
@@ -125,13 +128,16 @@ class FakeProvider(BaseProvider):
         """The provider behind ``Agent(model="fake:...")`` (for scripted end-to-end runs).
 
         ``fake:`` echoes (``You said: <text>``); ``fake:/path/script.json`` gives the replies of
-        a JSON list (strings, or assistant message dicts with ``tool_calls``), in order, or of
-        an object ``{"replies": [...], "delay": seconds, "chunk": characters}``.
+        a JSON list (strings, or assistant message dicts with ``tool_calls`` and optionally
+        ``usage``: ``{"input_tokens": 1000, "output_tokens": 20}``), in order, or of an object
+        ``{"replies": [...], "delay": seconds, "chunk": characters}`` (also ``"name"`` and
+        ``"model"``: the provider and model it reports, e.g. to be priced like a vendor's).
         """
         if spec:
             script = _read_script(spec)
             if isinstance(script, dict):  # {"replies": [...], "delay": 0.05, "chunk": 4}
-                options = {**{k: script[k] for k in ("delay", "chunk") if k in script}, **options}
+                keys = ("delay", "chunk", "name", "model")
+                options = {**{k: script[k] for k in keys if k in script}, **options}
                 script = script.get("replies")
             if not isinstance(script, list):
                 raise UsageError(
@@ -197,7 +203,11 @@ class FakeProvider(BaseProvider):
         elif isinstance(reply, str):
             response = ModelResponse({"role": "assistant", "content": reply})
         else:
-            response = ModelResponse({"role": "assistant", "content": None, **reply})
+            reply = dict(reply)
+            counts = reply.pop("usage", None)  # {"input_tokens": 1000, "output_tokens": 20}
+            response = ModelResponse(
+                {"role": "assistant", "content": None, **reply}, _scripted_usage(counts)
+            )
         text = response.message.get("content")
         if isinstance(text, str) and self.can_stream:
             for i in range(0, len(text), self.chunk):
@@ -210,6 +220,21 @@ class FakeProvider(BaseProvider):
             words = sum(len(str(m.get("content") or "").split()) for m in messages)
             response.usage = Usage(words, len(str(text or "").split()))
         yield response
+
+
+def _scripted_usage(counts: Any) -> Usage | None:
+    """The ``usage`` of a scripted reply dict as a :class:`Usage` (None: none given)."""
+    if counts is None:
+        return None
+    fields = Usage.__dataclass_fields__
+    if not isinstance(counts, dict) or not all(
+        k in fields and isinstance(v, int) and v >= 0 for k, v in counts.items()
+    ):
+        raise UsageError(
+            f"a scripted reply's usage must map {', '.join(fields)} to whole numbers, not "
+            f"{counts!r}"
+        )
+    return Usage(**counts)
 
 
 def fake_provider(model: str | None = None, *, name: str = "fake", **options: Any) -> FakeProvider:

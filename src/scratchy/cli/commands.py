@@ -138,6 +138,7 @@ def _say_wrapped(repl: Repl, text: str, width: int, first: str, rest: str) -> No
 
 @command("status", "/status", "Show current session info")
 async def _status(repl: Repl, args: list[str]) -> None:
+    from ..cost import Cost, pricing_of
     from .repl import demo_model_notice, stored_as_in_memory
 
     if args:
@@ -165,12 +166,14 @@ async def _status(repl: Repl, args: list[str]) -> None:
         repl.say(
             f"   Tokens: {usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out"
         )
+        repl.say(f"   Cost: {Cost.of(usage)}")
     try:
         provider = repl.agent.provider
     except ScratchyError:
         provider = None
     if provider is not None:
         repl.say(f"   Model: {provider.name}:{provider.model}")
+        repl.say(f"   Price: {pricing_of(provider).describe()}")
         notice = demo_model_notice(repl.agent)
         if notice:
             repl.say(f"   {notice}")

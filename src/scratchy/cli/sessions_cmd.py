@@ -112,9 +112,10 @@ def sessions() -> None:
     """List, show, export, import and delete stored sessions."""
 
 
-def _table(rows: list[dict], width: int) -> list[str]:
+def _table(rows: list[dict], width: int, cost: bool = False) -> list[str]:
     """Aligned lines of the session table for a terminal ``width`` columns wide. Ids are never
-    cut: the Created column goes first, then the title shrinks or goes, then Last activity."""
+    cut: the Created column goes first, then the title shrinks or goes, then Last activity.
+    ``cost``: a Cost column after Messages (kept, like the ids)."""
     from rich.cells import cell_len, set_cell_size
 
     def when(iso: str) -> str:
@@ -127,6 +128,7 @@ def _table(rows: list[dict], width: int) -> list[str]:
             "Last activity": when(r["updated_at"]),
             "Created": when(r["created_at"]),
             "Title": " ".join((r["title"] or "").split()),
+            "Cost": r["_cost"].text(short=True) if "_cost" in r else "",
         }
         for r in rows
     ]
@@ -136,6 +138,8 @@ def _table(rows: list[dict], width: int) -> list[str]:
 
     gap = 2
     columns = ["ID", "Messages", "Last activity", "Created", "Title"]
+    if cost:
+        columns.insert(2, "Cost")
     widths = {name: widest(name) for name in columns}
     widths["Title"] = min(widths["Title"], 40)
 
@@ -176,27 +180,39 @@ def _table(rows: list[dict], width: int) -> list[str]:
 @_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option(
-    "-n", "--limit", default=None, type=int, help="Show only the N most recently active."
+    "-n", "--limit", default=None, type=int, help="Show only the N first (newest, or costliest)."
 )
-def list_cmd(directory: str | None, as_json: bool, limit: int | None) -> None:
+@click.option(
+    "--sort",
+    type=click.Choice(["activity", "cost"]),
+    default="activity",
+    show_default=True,
+    help="Newest activity first, or highest cost first (and a Cost column).",
+)
+def list_cmd(directory: str | None, as_json: bool, limit: int | None, sort: str) -> None:
     """List sessions, newest activity first.
 
-    In a terminal: a table whose ids are never cut (other columns shrink or go first). In a
-    pipe: one tab-separated line per session, no header: id, messages (or "corrupted"), last
-    activity, created (local ISO 8601), title.
+    --sort cost: highest cost first, with a Cost column in the table. In a terminal: a table
+    whose ids are never cut (other columns shrink or go first). In a pipe: one tab-separated
+    line per session, no header: id, messages (or "corrupted"), last activity, created (local
+    ISO 8601), title. --json adds each session's usage and cost.
     """
+    from .cost_cmd import cost_rows
+
     _not_negative("--limit", limit, "0 lists all")
     sm = _reader(directory)
-    if sm is not None and limit and limit <= 1000 and (as_json or not sys.stdout.isatty()):
-        rows = [i.as_dict() for i in sm.list_page(limit=limit).items]  # a page costs the page
+    paged = sort != "cost" and limit and limit <= 1000 and (as_json or not sys.stdout.isatty())
+    if sm is not None and paged:
+        rows = cost_rows(sm.list_page(limit=limit).items, sort)  # a page costs the page
         total = len(rows)  # (the count of all is only shown in a terminal)
     else:
-        rows = sm.list_sessions() if sm is not None else []
+        rows = cost_rows(sm.store.list(), sort) if sm is not None else []
         total = len(rows)
     if limit:
         rows = rows[:limit]
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        plain = [{k: v for k, v in r.items() if k != "_cost"} for r in rows]
+        click.echo(json.dumps(plain, indent=2, ensure_ascii=False))
         return
     if not rows:
         click.echo("No sessions yet. Start one with: scratchy chat -s NAME", err=True)
@@ -208,7 +224,7 @@ def list_cmd(directory: str | None, as_json: bool, limit: int | None) -> None:
             click.echo("\t".join([r["id"], count, r["updated_at"], r["created_at"], title]))
         return
     width = shutil.get_terminal_size((80, 24)).columns
-    for text in _table(rows, width):
+    for text in _table(rows, width, cost=sort == "cost"):
         click.echo(text)
     if len(rows) < total:
         click.echo(f"({len(rows)} of {total} sessions; --limit 0 lists all)")
@@ -239,9 +255,12 @@ def show(session_id: str, directory: str | None, last: int) -> None:
     )
     usage = info.metadata.get("usage") if info.metadata else None
     if usage:
+        from ..cost import Cost
+
         click.echo(
             f"Tokens: {usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out"
         )
+        click.echo(f"Cost: {Cost.of(usage)}")
     from .render import format_transcript
 
     click.echo()
@@ -490,3 +509,6 @@ def cleanup(directory: str | None, older_than: str | None, empty: bool, yes: boo
 from .migrate_cmd import migrate  # noqa: E402
 
 sessions.add_command(migrate)
+from .cost_cmd import cost  # noqa: E402
+
+sessions.add_command(cost)

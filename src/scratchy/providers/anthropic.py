@@ -325,6 +325,10 @@ class AnthropicProvider(SDKProvider):
                                 )
                             )
                             usage.output_tokens = _field(u, "output_tokens", 0) or 0
+                            usage.cache_read_tokens = _field(u, "cache_read_input_tokens", 0) or 0
+                            usage.cache_write_tokens = (
+                                _field(u, "cache_creation_input_tokens", 0) or 0
+                            )
                     elif kind == "content_block_start":
                         index = _field(event, "index", len(blocks))
                         block = _field(event, "content_block")

@@ -28,6 +28,10 @@ class Usage:
     """Prompt tokens."""
     output_tokens: int = 0
     """Completion tokens."""
+    cache_read_tokens: int = 0
+    """Of ``input_tokens``, those read from the vendor's prompt cache (billed lower)."""
+    cache_write_tokens: int = 0
+    """Of ``input_tokens``, those written to the vendor's prompt cache (Anthropic bills more)."""
 
 
 @dataclass(slots=True)

@@ -471,9 +471,11 @@ class OpenAICompatProvider(SDKProvider):
 
 
 def _usage(raw: Any) -> Usage:
+    details = getattr(raw, "prompt_tokens_details", None)  # OpenAI's automatic prompt cache
     return Usage(
         input_tokens=getattr(raw, "prompt_tokens", 0) or 0,
         output_tokens=getattr(raw, "completion_tokens", 0) or 0,
+        cache_read_tokens=getattr(details, "cached_tokens", 0) or 0,
     )
 
 

@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from ..agent import Agent, FinalEvent, ToolCallEvent, ToolResultEvent, ToolStartEvent
+from ..cost import Cost
 from ..errors import (
     ConfigError,
     SessionNotFoundError,
@@ -91,6 +92,7 @@ def header(info: SessionInfo) -> dict[str, Any]:
             "input_tokens": int(usage.get("input_tokens", 0)),
             "output_tokens": int(usage.get("output_tokens", 0)),
         },
+        "cost": Cost.of(usage).as_dict(),  # see scratchy.cost
         "metadata": user_metadata(info.metadata),
     }
 

@@ -63,6 +63,7 @@ def _row(info: SessionInfo, key: list[int]) -> list[Any]:
         local[1],
         info.version,
         info.size,
+        info.metadata.get("usage") or {},  # so that listings show token and cost totals
     ]
 
 
@@ -77,6 +78,6 @@ def _info_from_row(session_id: str, row: list[Any]) -> SessionInfo:
         row[9] if len(row) > 9 else key[1],
         row[8] if len(row) > 9 and row[8] else _version(key),
         row[5],
-        {},
+        {"usage": row[10]} if len(row) > 10 and row[10] else {},
         (row[6], row[7]),
     )

@@ -45,6 +45,7 @@ without reading the catalog; every entry is checked against its file's ``stat`` 
 
 def _entry(info: SessionInfo, key_sort: int) -> _Entry:
     extra = [info, info.created_at.isoformat(), info.updated_at.isoformat(), info.version]
+    extra.append(info.metadata)  # usage and cost totals included: listings show them
     return (key_sort, info.id, extra, info.as_dict())
 
 
@@ -54,7 +55,7 @@ def _entry_info(e: _Entry) -> SessionInfo:
         d = e[3]
         extra[0] = SessionInfo(
             e[1], datetime.fromisoformat(extra[1]), datetime.fromisoformat(extra[2]),
-            d["message_count"], d["title"], d["size"], extra[3], d["error"], {},
+            d["message_count"], d["title"], d["size"], extra[3], d["error"], dict(extra[4]),
             (d["created_at"], d["updated_at"]),
         )  # fmt: skip
     return extra[0]  # type: ignore[no-any-return]
@@ -339,10 +340,10 @@ class ListingMixin:
         self._listing_stale = True
         try:
             data = json.loads((self.directory / ".index" / LISTING).read_bytes())
-            if data.get("tz") != tz or data.get("format") != 2:
+            if data.get("tz") != tz or data.get("format") != 3:
                 return {}
             out = {}
-            for sid, (key, order, title, lc, lu, count, size, error, c, u, version) in data[
+            for sid, (key, order, title, lc, lu, count, size, error, c, u, version, meta) in data[
                 "rows"
             ].items():
                 d = {
@@ -355,7 +356,7 @@ class ListingMixin:
                     "corrupted": error is not None,
                     "error": error,
                 }
-                out[sid] = (tuple(key), (order, sid, [None, c, u, version], d))
+                out[sid] = (tuple(key), (order, sid, [None, c, u, version, meta], d))
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return {}
         self._listing_stale = False
@@ -368,13 +369,13 @@ class ListingMixin:
             d, extra = e[3], e[2]
             rows[sid] = [
                 key, e[0], d["title"], d["created_at"], d["updated_at"], d["message_count"],
-                d["size"], d["error"], extra[1], extra[2], extra[3],
+                d["size"], d["error"], extra[1], extra[2], extra[3], extra[4],
             ]  # fmt: skip
         index = self.directory / ".index"
         tmp = index / f".{LISTING}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             tmp.write_text(
-                json.dumps({"format": 2, "tz": tz, "rows": rows}, ensure_ascii=False),
+                json.dumps({"format": 3, "tz": tz, "rows": rows}, ensure_ascii=False),
                 encoding="utf-8",
             )
             os.chmod(tmp, 0o600)
