@@ -505,8 +505,10 @@ class Agent:
         session._sync(info)
 
     async def asave(self, session: Session, *, overwrite: bool = False) -> None:
-        """:meth:`save` in a worker thread (the event loop never waits on store I/O)."""
-        await asyncio.to_thread(self.save, session, overwrite=overwrite)
+        """:meth:`save` in a worker thread (the event loop never waits on store I/O); saves of
+        one session run one at a time (a cancelled turn's save waits for one still running)."""
+        async with session.__dict__.setdefault("_save_lock", asyncio.Lock()):
+            await asyncio.to_thread(self.save, session, overwrite=overwrite)
 
     def refresh(self, session: Session) -> None:
         """Pick up what other processes stored, unless this history has unsaved changes."""

@@ -32,10 +32,10 @@ class Metrics:
             self.requests[(route, method, status)] += 1
 
     def turn(self, seconds: float, outcome: str) -> None:
-        """Record one finished turn (``ok``, ``error``, ``busy``, ``replayed``)."""
+        """Record one finished turn (``ok``, ``error``, ``cancelled``, ``busy``, ``replayed``)."""
         with self._lock:
             self.turns[outcome] += 1
-            if outcome in ("ok", "error"):
+            if outcome in ("ok", "error", "cancelled"):
                 self._turn_sum += seconds
                 self._turn_count += 1
                 for i, bound in enumerate(BUCKETS):

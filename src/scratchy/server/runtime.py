@@ -14,6 +14,12 @@ One turn at a time per session
     ``session_busy`` (``Retry-After``), or the request waits up to ``busy_wait`` seconds with
     ``"if_busy": "wait"`` (waiting in the store, where waiters queue).
 
+Cancel
+    ``POST .../turns/cancel`` stops the session's running turn wherever it runs: this worker's
+    own turn directly, any other's through the store's cancel channel (:mod:`.cancel`). The
+    cancelled turn ends as the REPL's Ctrl-C ends one: the user's input is kept, every tool call
+    has a result, the partial reply is dropped, and the session is saved.
+
 Idempotency
     The first result of a turn sent with ``Idempotency-Key`` is kept in the session's own
     metadata (``metadata["_server"]["idempotency"]``, the last :data:`IDEMPOTENCY_KEEP` keys),
@@ -50,7 +56,8 @@ from ..sessions import SessionManager
 from ..stores.base import SessionInfo, validate_session_id
 from ..tools import ToolRegistry
 from .auth import Caller, Keyring, owner_store
-from .errors import ApiError, SessionBusyError, error_for
+from .cancel import signals_for
+from .errors import ApiError, SessionBusyError, error_for, not_found
 from .metrics import Metrics
 
 SERVER_KEY = "_server"
@@ -171,9 +178,23 @@ class Turn:
     error: ApiError | None = None
     replayed: bool = False
     task: asyncio.Task[None] | None = None
+    id: str = field(default_factory=lambda: f"turn_{uuid.uuid4().hex[:24]}")
+    cancel_requested: bool = False
+    running: bool = False
+    """True while the agent runs the turn (the part a cancel interrupts)."""
 
     def put(self, kind: str, data: dict[str, Any]) -> None:
         self.events.put_nowait((kind, data))
+
+    def cancel(self) -> bool:
+        """Stop the agent's part of the turn; False when it has already ended."""
+        if self.task is None or self.task.done() or self.result is not None:
+            return False
+        if not self.cancel_requested:
+            self.cancel_requested = True
+            if self.running:
+                self.task.cancel()
+        return True
 
     async def wait(self) -> dict[str, Any]:
         """The result; a client that goes away does not cancel the turn (it is shielded)."""
@@ -302,6 +323,8 @@ class Runtime:
         self._owner_agents: dict[str | None, Agent] = {}
         self._stateless: Agent | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.signals = signals_for(store)
+        self._running: dict[str, Turn] = {}  # this worker's turns, by their signal key
 
     # -- owners ------------------------------------------------------------------------------
 
@@ -391,8 +414,54 @@ class Runtime:
             await lock.release()
             raise
         idem = (idempotency_key, request_fingerprint) if idempotency_key else None
-        self._spawn(turn, self._run(turn, agent, session, text, lock, idem))
+        key = self.signals.key(store, session_id)
+        self._running[key] = turn
+        await self.signals.watch(key, turn.cancel)
+        self._spawn(turn, self._run(turn, agent, session, text, lock, idem, key))
         return turn
+
+    async def cancel_turn(self, caller: Caller, session_id: str, *, wait: float) -> dict[str, Any]:
+        """Cancel the session's running turn, wherever it runs; wait up to ``wait`` seconds for
+        it to end. 404 for a session that is not the caller's, 409 when no turn runs."""
+        validate_session_id(session_id)
+        store = self.store_for(caller)
+        key = self.signals.key(store, session_id)
+        answer: dict[str, Any] = {"session_id": session_id, "turn_id": None}
+        turn = self._running.get(key)
+        if turn is not None:  # this worker runs it
+            answer["turn_id"] = turn.id
+            if turn.cancel() and turn.task is not None:
+                if wait > 0:
+                    await asyncio.wait({turn.task}, timeout=wait)
+                return answer | {"status": "cancelled" if turn.task.done() else "cancelling"}
+        else:
+            try:
+                probe = await acquire_turn_lock(store, session_id, wait=0)
+            except SessionBusyError:  # a turn runs elsewhere (or a header change, briefly)
+                if not self.signals.shared:
+                    raise ApiError(
+                        409,
+                        "cancel_unreachable",
+                        "the turn runs in another process and this store has no shared cancel "
+                        "channel; send the cancel to the worker running it",
+                    ) from None
+                await asyncio.to_thread(self.signals.publish, key)
+                if wait <= 0:
+                    return answer | {"status": "cancelling"}
+                try:
+                    probe = await acquire_turn_lock(store, session_id, wait=wait)
+                except SessionBusyError:
+                    return answer | {"status": "cancelling"}
+                await probe.release()
+                return answer | {"status": "cancelled"}
+            await probe.release()
+        if await store_call(store, "info", session_id) is None:
+            raise not_found(session_id)
+        raise ApiError(
+            409,
+            "no_turn_running",
+            f"Session '{session_id}' is not running a turn: nothing to cancel",
+        )
 
     def start_stateless(self, messages: list[Message], text: str) -> Turn:
         """Run one turn on the messages of a request; nothing is stored."""
@@ -404,7 +473,7 @@ class Runtime:
         else:
             session.messages = session.messages[:1] + list(messages)
         turn = Turn(None)
-        self._spawn(turn, self._run(turn, agent, session, text, None, None))
+        self._spawn(turn, self._run(turn, agent, session, text, None, None, None))
         return turn
 
     async def _session(self, agent: Agent, store: Any, session_id: str) -> Any:
@@ -470,6 +539,7 @@ class Runtime:
         text: str,
         lock: Any,
         idem: tuple[str, str] | None,
+        key: str | None,
     ) -> None:
         sid = session.session_id
         started = time.monotonic()
@@ -477,9 +547,13 @@ class Runtime:
         result: dict[str, Any] | None = None
         failure: BaseException | None = None
         try:
+            turn.running = True
+            if turn.cancel_requested:  # cancelled before it started
+                raise asyncio.CancelledError
             async for event in agent.stream(text, session_id=sid):
                 if isinstance(event, FinalEvent):
-                    result = _result(session, event.text, before)
+                    turn.running = False  # the reply is complete: it is kept
+                    result = _result(session, event.text, before, turn.id)
                     if idem is not None:  # before the agent's save (if it saves itself)
                         _remember(session.metadata, idem, result)
                 else:
@@ -488,8 +562,15 @@ class Runtime:
                 raise ApiError(502, "no_reply", "the turn ended without a reply")
         except BaseException as exc:  # noqa: BLE001 - reported to the client below
             failure = exc
+        finally:
+            turn.running = False
         error: ApiError | None = None
-        if failure is not None:
+        if isinstance(failure, asyncio.CancelledError) and turn.cancel_requested:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            failure, error = None, cancelled_error()
+        elif failure is not None:
             if isinstance(failure, asyncio.CancelledError):
                 error = ApiError(503, "cancelled", "the server stopped during the turn")
             else:
@@ -507,6 +588,10 @@ class Runtime:
                 agent.sessions.pop(sid, None)  # a failed turn's memory is not trusted
             while len(agent.sessions) > SESSION_CACHE:
                 agent.sessions.pop(next(iter(agent.sessions)))
+            if key is not None:
+                self.signals.unwatch(key)
+                if self._running.get(key) is turn:
+                    del self._running[key]
             if lock is not None:
                 await lock.release()
         if error is None:
@@ -519,7 +604,8 @@ class Runtime:
                 self.metrics.store_error()
             turn.error = error
             turn.put("error", error.body())
-            self.metrics.turn(time.monotonic() - started, "error")
+            outcome = "cancelled" if error.code == "turn_cancelled" else "error"
+            self.metrics.turn(time.monotonic() - started, outcome)
         turn.events.put_nowait(None)
         if failure is not None and not isinstance(failure, Exception):
             raise failure
@@ -552,7 +638,17 @@ def _error_entry(error: ApiError) -> dict[str, Any]:
     return {"status": error.status, "error": {"code": error.code, "message": error.message}}
 
 
-def _result(session: Any, reply: str, before: dict[str, Any]) -> dict[str, Any]:
+def cancelled_error() -> ApiError:
+    """What a cancelled turn answers (its JSON request, its ``error`` event)."""
+    return ApiError(
+        409,
+        "turn_cancelled",
+        "the turn was cancelled; the session keeps your input and what the tools did, "
+        "the unfinished reply was dropped",
+    )
+
+
+def _result(session: Any, reply: str, before: dict[str, Any], turn_id: str) -> dict[str, Any]:
     messages = session.messages
     start = len(messages)
     while start > 0 and messages[start - 1].get("role") != "user":
@@ -567,7 +663,7 @@ def _result(session: Any, reply: str, before: dict[str, Any]) -> dict[str, Any]:
             k: int(after.get(k, 0)) - int(before.get(k, 0))
             for k in ("input_tokens", "output_tokens")
         },
-        "id": f"turn_{uuid.uuid4().hex[:24]}",
+        "id": turn_id,
         "created": int(time.time()),
     }
 

@@ -99,6 +99,8 @@ export const api = {
   fork: (id, at) =>
     json(`/v1/sessions/${enc(id)}/fork`, { method: "POST", body: at == null ? {} : { at } }),
   trash: () => json("/v1/trash"),
+  // Cancel the session's running turn, wherever it runs (the server waits up to 10 s for it).
+  cancelTurn: (id) => json(`/v1/sessions/${enc(id)}/turns/cancel?wait=10`, { method: "POST" }),
   exportUrl: (id, format) => `/v1/sessions/${enc(id)}/export?format=${format}`,
 };
 

@@ -474,6 +474,7 @@ export class SessionView {
     if (!input.trim() || this.streaming || !this.id) return;
     $("input").value = "";
     this.autosize();
+    $("messages").querySelectorAll(".notice").forEach((n) => n.remove());
     const id = this.id;
     const generation = this.generation;
     const wasFresh = this.fresh;
@@ -544,6 +545,7 @@ export class SessionView {
           final = data;
         } else if (kind === "error") {
           failure = data.error || { message: "the turn failed" };
+          if (failure.code === "turn_cancelled") failure = { code: "cancelled" };
         }
       }, controller.signal);
     } catch (error) {
@@ -553,6 +555,8 @@ export class SessionView {
       if (segment) segment.replaceChildren(render(text));
       this.streaming = null;
       $("stop").classList.add("hidden");
+      $("stop").disabled = false;
+      $("stop").textContent = "Stop";
       $("send").classList.remove("hidden");
     }
     if (generation !== this.generation) return;
@@ -562,6 +566,8 @@ export class SessionView {
       userNode.remove();
       this.showTurn(final.messages || [], base);
       status.remove();
+    } else if (failure?.code === "cancelled") {
+      await this.afterCancel(id, generation, base, [userNode, live]);
     } else if (failure?.code === "stopped") {
       live.classList.add("stopped");
       status.textContent =
@@ -571,7 +577,7 @@ export class SessionView {
       live.classList.add("failed");
       status.textContent = failure?.message || "The turn failed.";
     }
-    if (wasFresh && (final || failure?.code === "stopped")) {
+    if (wasFresh && (final || failure?.code === "stopped" || failure?.code === "cancelled")) {
       this.fresh = false;
       this.setActions(true);
       history.replaceState({}, "", `/s/${encodeURIComponent(id)}`);
@@ -580,10 +586,41 @@ export class SessionView {
     $("input").focus();
   }
 
-  // Stop reading the reply. The server keeps running the turn to its end and saves it (a
-  // client going away never cancels a turn), so the session stays valid; see afterStop.
-  stop() {
-    this.streaming?.abort();
+  // Stop: the server cancels the turn (in whichever worker runs it) and the stream ends with
+  // a turn_cancelled error; see afterCancel. If the cancel cannot be sent, stop reading: the
+  // server then finishes the turn and saves it (a client going away never cancels a turn).
+  async stop() {
+    const controller = this.streaming;
+    if (!controller || $("stop").disabled) return;
+    $("stop").disabled = true;
+    $("stop").textContent = "Stopping…";
+    try {
+      await api.cancelTurn(this.id);
+    } catch (error) {
+      if (error.code === "no_turn_running") return; // it has just ended: its reply is coming
+      if (this.streaming === controller) controller.abort();
+    }
+  }
+
+  // After a cancelled turn: show what the server kept (the input, the tool calls and their
+  // results), and say that the unfinished reply was dropped.
+  async afterCancel(id, generation, base, pending) {
+    let items = [];
+    try {
+      const header = await api.session(id);
+      if (header.message_count > base) items = await this.fetchPage(base, header.message_count - base);
+    } catch {
+      /* shown as it was streamed */
+    }
+    if (generation !== this.generation) return;
+    if (items.length) {
+      pending.forEach((n) => n.remove());
+      this.showTurn(items, base);
+    } else {
+      pending[1].classList.add("stopped");
+    }
+    const note = el("p", "notice", "Stopped. Your message is kept; the unfinished reply was dropped.");
+    $("messages").append(note);
   }
 
   showTurn(messages, base) {
