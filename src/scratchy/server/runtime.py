@@ -324,6 +324,7 @@ class Runtime:
         self._stateless: Agent | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.signals = signals_for(store)
+        self._reading: Any = None  # reading.MessageCache, made at the first read
         self._running: dict[str, Turn] = {}  # this worker's turns, by their signal key
 
     # -- owners ------------------------------------------------------------------------------
@@ -365,6 +366,17 @@ class Runtime:
         if info is None:
             raise SessionNotFoundError(f"No session '{session_id}'")
         return info
+
+    async def read_messages(
+        self, caller: Caller, session_id: str
+    ) -> tuple[SessionInfo, list[Message]] | None:
+        """A session's header and messages, through this worker's cache of long sessions."""
+        if self._reading is None:
+            from .reading import MessageCache
+
+            self._reading = MessageCache()
+        owner = None if caller.is_admin else caller.owner
+        return await self._reading.read(self.store_for(caller), owner, session_id)
 
     @contextlib.asynccontextmanager
     async def session_lock(self, caller: Caller, session_id: str) -> AsyncIterator[None]:

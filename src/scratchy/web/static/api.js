@@ -91,6 +91,7 @@ export const api = {
     json(`/v1/sessions?limit=${limit}${cursor ? `&cursor=${enc(cursor)}` : ""}`, { signal }),
   search: (q, limit, signal) => json(`/v1/search?q=${enc(q)}&limit=${limit}`, { signal }),
   session: (id, signal) => json(`/v1/sessions/${enc(id)}`, { signal }),
+  tail: (id, count, signal) => json(`/v1/sessions/${enc(id)}/messages?tail=${count}`, { signal }),
   messages: (id, offset, limit, signal) =>
     json(`/v1/sessions/${enc(id)}/messages?offset=${offset}&limit=${limit}`, { signal }),
   rename: (id, title) => json(`/v1/sessions/${enc(id)}`, { method: "PATCH", body: { title } }),

@@ -173,7 +173,7 @@ export class SessionView {
     $("export-menu").classList.toggle("disabled", !enabled);
   }
 
-  async open(id, { at = null, count = null } = {}) {
+  async open(id, { at = null } = {}) {
     if (this.id === id && !this.fresh && at == null) return;
     if (this.streaming && this.id === id) return;
     this.reset(id);
@@ -183,9 +183,8 @@ export class SessionView {
     $("s-title").textContent = id;
     $("s-meta").textContent = "Loading…";
     try {
-      // With the count known (from the list), the header and the last page load together.
-      const early = count != null && at == null ? Math.max(0, count - PAGE) : null;
-      const first = early != null ? this.fetchPage(early, PAGE) : null;
+      // The header and the latest page load together (one round trip).
+      const first = at == null ? api.tail(id, PAGE) : null;
       first?.catch(() => {});
       const header = await api.session(id);
       if (generation !== this.generation) return;
@@ -193,8 +192,15 @@ export class SessionView {
       this.total = header.message_count;
       const target = at != null && at < this.total ? at : null;
       const start = target != null ? Math.max(0, target - 10) : Math.max(0, this.total - PAGE);
-      this.lo = this.hi = early ?? start;
-      await this.loadLater(true, first);
+      this.lo = this.hi = start;
+      const latest = first?.then((page) => {
+        if (generation === this.generation) {
+          this.total = page.total;
+          this.lo = this.hi = page.offset;
+        }
+        return page.items;
+      });
+      await this.loadLater(true, latest);
       if (generation !== this.generation) return;
       if (this.hi < this.total) await this.loadLater();
       const t = $("transcript");
