@@ -152,6 +152,8 @@ def test_list_newest_first_pages_and_opens_a_session(page: Any, server: ServerPr
     expect(code.locator(".tok-keyword").first).to_have_text("import")
     expect(page.locator(".md table")).to_contain_text("entry point")
     expect(page.locator("#usage-chart svg")).to_be_visible()
+    # seeded turns recorded no usage: estimated, and labelled so
+    expect(page.locator("#usage-chart .chart-head")).to_contain_text("all estimated")
     for d in page.locator("details.tool").all():
         d.evaluate("d => d.open = true")
     shot(page, "web-session-tools.png")
@@ -294,6 +296,14 @@ def test_tool_activity_shows_live(page: Any, server: ServerProc) -> None:
     tool.locator("summary").click()
     expect(tool.locator(".tool-args")).to_contain_text('"a": 2')
     expect(tool.locator(".tool-output")).to_have_text("5")
+    # the server's turn recorded its usage: its bar is measured, the seeded ones estimated
+    expect(page.locator("#usage-chart .chart-head")).to_contain_text("estimated (pale)")
+    last = page.locator("#usage-chart g.bar > title").last.text_content()
+    with httpx.Client(base_url=server.url) as client:
+        items = client.get("/v1/sessions/tools-demo/messages", params={"tail": 1}).json()["items"]
+    usage = items[0]["usage"]
+    assert f"{usage['input_tokens']} in, {usage['output_tokens']} out:" in last, last
+    assert "estimated" not in last
     page.watch.clean()
 
 

@@ -565,6 +565,7 @@ class Runtime:
             async for event in agent.stream(text, session_id=sid):
                 if isinstance(event, FinalEvent):
                     turn.running = False  # the reply is complete: it is kept
+                    _record_usage(session, before)  # before the agent's save
                     result = _result(session, event.text, before, turn.id)
                     if idem is not None:  # before the agent's save (if it saves itself)
                         _remember(session.metadata, idem, result)
@@ -650,6 +651,28 @@ def _error_entry(error: ApiError) -> dict[str, Any]:
     return {"status": error.status, "error": {"code": error.code, "message": error.message}}
 
 
+def _turn_usage(session: Any, before: dict[str, Any]) -> dict[str, int]:
+    after = session.metadata.get("usage") or {}
+    return {
+        k: int(after.get(k, 0)) - int(before.get(k, 0)) for k in ("input_tokens", "output_tokens")
+    }
+
+
+def _record_usage(session: Any, before: dict[str, Any]) -> None:
+    """Put the turn's token usage (all its model calls) on its final reply, ``"usage"``: the
+    browser app's chart of tokens per turn reads it (providers never see the key)."""
+    messages = session.messages
+    if not messages or messages[-1].get("role") != "assistant":
+        return
+    usage = _turn_usage(session, before)
+    if not any(usage.values()):
+        return
+    reply = {**messages[-1], "usage": usage}
+    messages[-1] = reply
+    if session._valid_upto == len(messages):
+        session._valid_last = reply  # the agent's cache of the last checked message
+
+
 def cancelled_error() -> ApiError:
     """What a cancelled turn answers (its JSON request, its ``error`` event)."""
     return ApiError(
@@ -666,15 +689,11 @@ def _result(session: Any, reply: str, before: dict[str, Any], turn_id: str) -> d
     while start > 0 and messages[start - 1].get("role") != "user":
         start -= 1
     start = max(0, start - 1)
-    after = session.metadata.get("usage") or {}
     return {
         "reply": reply,
         "messages": messages[start:],  # the turn's own new dicts, sent as JSON at once
         "start": start,
-        "usage": {
-            k: int(after.get(k, 0)) - int(before.get(k, 0))
-            for k in ("input_tokens", "output_tokens")
-        },
+        "usage": _turn_usage(session, before),
         "id": turn_id,
         "created": int(time.time()),
     }

@@ -294,23 +294,32 @@ export class SessionView {
     $("earlier").textContent = this.lo > 0 ? `${this.lo} earlier messages — scroll up to load them` : "";
   }
 
+  // Tokens per turn: measured where the turn's final reply carries its usage (turns run by
+  // the server), else estimated from the text (about 4 characters a token) and marked so.
   updateChart() {
     const turns = [];
     let turn = null;
     for (const [, msg] of this.loaded) {
       if (msg.role === "user" || !turn) {
-        turn = { index: turns.length + 1, input: 0, output: 0 };
+        turn = { index: turns.length + 1, input: 0, output: 0, measured: null };
         turns.push(turn);
       }
       const size = estimate(contentText(msg.content));
       if (msg.role === "assistant") {
         turn.output += size;
         for (const call of msg.tool_calls || []) turn.output += estimate(call.function?.arguments);
+        const u = msg.usage;
+        if (u && Number.isFinite(u.input_tokens) && Number.isFinite(u.output_tokens)) {
+          turn.measured = { input: u.input_tokens, output: u.output_tokens };
+        }
       } else if (msg.role !== "system") {
         turn.input += size;
       }
     }
-    tokensChart($("usage-chart"), turns.filter((t) => t.input + t.output > 0));
+    const shown = turns
+      .map((t) => (t.measured ? { index: t.index, ...t.measured, estimated: false } : { ...t, estimated: true }))
+      .filter((t) => t.input + t.output > 0);
+    tokensChart($("usage-chart"), shown);
   }
 
   // --- rendering ------------------------------------------------------------------------------
