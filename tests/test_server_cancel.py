@@ -105,9 +105,14 @@ def test_cancel_a_running_tool_and_a_json_turn(start_server) -> None:  # noqa: F
         # the turn's own JSON request answers 409 turn_cancelled
         answers: list[httpx.Response] = []
         body = {"input": "please wait", "if_busy": "wait"}
-        runner = threading.Thread(
-            target=lambda: answers.append(c.post("/v1/sessions/json/turns", json=body))
-        )
+        runner = threading.Thread(  # a client of its own: httpx clients are not shared
+            target=lambda: answers.append(
+                httpx.post(
+                    f"{proc.url}/v1/sessions/json/turns", json=body, headers=auth("alice"),
+                    timeout=30,
+                )
+            )
+        )  # fmt: skip
         runner.start()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -117,10 +118,14 @@ def _iso(dt: datetime) -> str:
 class TurnLock:
     """The store's turn lock of one session (``store.turn_lock``)."""
 
-    def __init__(self, store: Any, session_id: str) -> None:
+    def __init__(self, store: Any, session_id: str, then: Callable[[], Any] | None = None):
         self._store = store
         self._sid = session_id
         self._cm: Any = None
+        self._then = then
+        self.then_result: Any = None
+        """What ``then`` returned, called in the same thread once the lock was had (one
+        thread hop less per turn)."""
 
     def try_acquire(self, timeout: float) -> bool:
         """Take the lock, waiting up to ``timeout`` seconds (blocking: run it in a thread)."""
@@ -130,6 +135,12 @@ class TurnLock:
         except SessionBusyError:
             return False
         self._cm = cm
+        if self._then is not None:
+            try:
+                self.then_result = self._then()
+            except BaseException:
+                self.release_now()
+                raise
         return True
 
     def release_now(self) -> None:
@@ -144,11 +155,14 @@ class TurnLock:
             await asyncio.to_thread(self.release_now)
 
 
-async def acquire_turn_lock(store: Any, session_id: str, *, wait: float) -> TurnLock:
+async def acquire_turn_lock(
+    store: Any, session_id: str, *, wait: float, then: Callable[[], Any] | None = None
+) -> TurnLock:
     """The session's turn lock, held: tried at once, then (with ``wait``) waited for in the
     store (waiters queue there), else ``SessionBusyError``. A request cancelled while it waits
-    releases the lock as soon as its thread gets it."""
-    lock = TurnLock(store, session_id)
+    releases the lock as soon as its thread gets it. ``then`` runs in the lock's thread once it
+    is held (its result: ``lock.then_result``)."""
+    lock = TurnLock(store, session_id, then)
     loop = asyncio.get_running_loop()
     for timeout in (0.0, wait) if wait > 0 else (0.0,):
         attempt = loop.run_in_executor(None, lock.try_acquire, timeout)
@@ -178,7 +192,7 @@ class Turn:
     error: ApiError | None = None
     replayed: bool = False
     task: asyncio.Task[None] | None = None
-    id: str = field(default_factory=lambda: f"turn_{uuid.uuid4().hex[:24]}")
+    id: str = field(default_factory=lambda: f"turn_{random.getrandbits(96):024x}")
     cancel_requested: bool = False
     running: bool = False
     """True while the agent runs the turn (the part a cancel interrupts)."""
@@ -264,6 +278,7 @@ class AgentSource:
         agent.session_manager = SessionManager(store=store) if store is not None else None
         agent.autosave = store is not None  # saved by ``asave``: off the event loop
         agent.save_input = True  # a worker killed mid-turn keeps the input (turns are locked)
+        agent.refresh_before_turn = False  # Runtime._session checks it, under the turn lock
         if approve is None:
             agent.tool_approval = "allow"
         else:
@@ -404,24 +419,29 @@ class Runtime:
         store = self.store_for(caller)
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
             raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: 1-200 characters")
-        try:
+        agent = self.agent_for(caller)
+        wanted = idempotency_key is not None or session_id in agent.sessions
+        try:  # the header is read in the lock's thread: the cache and idempotency need it
             lock = await acquire_turn_lock(
-                store, session_id, wait=self.busy_wait if wait or idempotency_key else 0
+                store,
+                session_id,
+                wait=self.busy_wait if wait or idempotency_key else 0,
+                then=(lambda: store.info(session_id)) if wanted else None,
             )
         except SessionBusyError:
             self.metrics.turn(0, "busy")
             raise
         turn = Turn(session_id)
         try:
+            info = lock.then_result
             if idempotency_key is not None:
-                record = await self._record(store, session_id, idempotency_key)
+                record = _record(info, idempotency_key)
                 if record is not None:
                     await self._replay(turn, store, session_id, record, request_fingerprint)
                     await lock.release()
                     self.metrics.turn(0, "replayed")
                     return turn
-            agent = self.agent_for(caller)
-            session = await self._session(agent, store, session_id)
+            session = await self._session(agent, session_id, info)
         except BaseException:
             await lock.release()
             raise
@@ -488,12 +508,12 @@ class Runtime:
         self._spawn(turn, self._run(turn, agent, session, text, None, None, None))
         return turn
 
-    async def _session(self, agent: Agent, store: Any, session_id: str) -> Any:
+    async def _session(self, agent: Agent, session_id: str, info: SessionInfo | None) -> Any:
         """The agent's session, from its memory when the store still holds that version (another
-        worker may have added turns, or deleted it), else loaded again."""
+        worker may have added turns, or deleted it; ``info``: the header read under the turn
+        lock), else loaded again."""
         cached = agent.sessions.get(session_id)
         if cached is not None:
-            info = await store_call(store, "info", session_id)
             if info is None or info.version != cached.version or not cached.saved:
                 agent.sessions.pop(session_id, None)
             else:
@@ -506,14 +526,6 @@ class Runtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         turn.task = task
-
-    async def _record(self, store: Any, session_id: str, key: str) -> dict[str, Any] | None:
-        info = await store_call(store, "info", session_id)
-        if info is None:
-            return None
-        server = info.metadata.get(SERVER_KEY) or {}
-        record = (server.get("idempotency") or {}).get(key)
-        return record if isinstance(record, dict) else None
 
     async def _replay(
         self, turn: Turn, store: Any, session_id: str, record: dict[str, Any], fp: str
@@ -588,11 +600,11 @@ class Runtime:
                 error = ApiError(503, "cancelled", "the server stopped during the turn")
             else:
                 error = error_for(failure)
-        try:
-            if agent.session_manager is not None:
-                if idem is not None and error is not None:
+        try:  # the agent saved the turn itself; what a failed turn left, or its record:
+            if agent.session_manager is not None and error is not None:
+                if idem is not None:
                     _remember(session.metadata, idem, _error_entry(error))
-                await save_session(agent, session)  # a no-op when the agent saved it all
+                await save_session(agent, session)
         except BaseException as exc:  # noqa: BLE001 - a turn that could not be stored
             if error is None:
                 failure, error = exc, error_for(exc)
@@ -671,6 +683,15 @@ def _record_usage(session: Any, before: dict[str, Any]) -> None:
     messages[-1] = reply
     if session._valid_upto == len(messages):
         session._valid_last = reply  # the agent's cache of the last checked message
+
+
+def _record(info: SessionInfo | None, key: str) -> dict[str, Any] | None:
+    """The stored result of the turn sent with Idempotency-Key ``key``, if any."""
+    if info is None:
+        return None
+    server = info.metadata.get(SERVER_KEY) or {}
+    record = (server.get("idempotency") or {}).get(key)
+    return record if isinstance(record, dict) else None
 
 
 def cancelled_error() -> ApiError:
