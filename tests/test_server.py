@@ -55,6 +55,8 @@ def test_start_up_line_health_and_openapi(server: ServerProc) -> None:
     spec = httpx.get(f"{server.url}/openapi.json").json()
     for path in ("/v1/sessions", "/v1/sessions/{session_id}/turns", "/v1/chat/completions"):
         assert path in spec["paths"]
+    cancel = spec["paths"]["/v1/sessions/{session_id}/turns/cancel"]["post"]
+    assert {"200", "202", "404", "409"} <= set(cancel["responses"])
     docs = httpx.get(f"{server.url}/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 

@@ -70,6 +70,16 @@ class Watch:
         assert self.foreign == []
 
 
+def open_tool(tool: Any, name: str, args: str, output: str) -> Any:
+    """Check a finished tool block's name and state, open it, check its arguments and result."""
+    expect(tool.locator(".tool-name")).to_have_text(name)
+    expect(tool.locator(".tool-state")).to_have_text("done")
+    tool.locator("summary").click()
+    expect(tool.locator(".tool-args")).to_contain_text(args)
+    expect(tool.locator(".tool-output")).to_contain_text(output)
+    return tool
+
+
 @pytest.fixture
 def page(browser: Any, server: ServerProc) -> Iterator[Any]:  # noqa: F811
     context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
@@ -141,12 +151,8 @@ def test_list_newest_first_pages_and_opens_a_session(page: Any, server: ServerPr
     page.locator("#session-list .row[data-id='tools-demo'] a").click()
     expect(page).to_have_url(server.url + "/s/tools-demo")
     expect(page.locator("#s-title")).to_have_text("Tour of the code base")
-    tool = page.locator("details.tool").first
-    expect(tool.locator(".tool-name")).to_have_text("list_files")
-    expect(tool.locator(".tool-state")).to_have_text("done")
-    tool.locator("summary").click()
-    expect(tool.locator(".tool-args")).to_contain_text('"pattern": "*.py"')
-    expect(tool.locator(".tool-output")).to_contain_text("src/models.py")
+    first_tool = page.locator("details.tool").first
+    open_tool(first_tool, "list_files", '"pattern": "*.py"', "src/models.py")
     code = page.locator(".code").first
     expect(code.locator(".lang")).to_have_text("python")
     expect(code.locator(".tok-keyword").first).to_have_text("import")
@@ -290,11 +296,7 @@ def test_tool_activity_shows_live(page: Any, server: ServerProc) -> None:
     page.locator("#input").fill("please add two numbers")
     page.locator("#send").click()
     expect(page.locator(".msg.assistant").last).to_contain_text("The tool said: 5")
-    tool = page.locator(".msg details.tool").last
-    expect(tool.locator(".tool-name")).to_have_text("add")
-    expect(tool.locator(".tool-state")).to_have_text("done")
-    tool.locator("summary").click()
-    expect(tool.locator(".tool-args")).to_contain_text('"a": 2')
+    tool = open_tool(page.locator(".msg details.tool").last, "add", '"a": 2', "5")
     expect(tool.locator(".tool-output")).to_have_text("5")
     # the server's turn recorded its usage: its bar is measured, the seeded ones estimated
     expect(page.locator("#usage-chart .chart-head")).to_contain_text("estimated (pale)")
