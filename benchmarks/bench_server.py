@@ -7,8 +7,10 @@ each store (TOON files, SQLite, PostgreSQL: a private server from ``tests/server
 and 50 concurrent clients, each sending turns to its own session over a keep-alive connection
 (a minimal asyncio HTTP/1.1 client, so the client's own cost stays small on this 2-core
 machine). It reports turns per second and the p50/p99 latency of a turn, beside the store's
-own ``append`` of one turn measured in the same run (p50/p99), and the difference: the
-server's overhead per turn.
+own writes of one turn measured in the same run (the input appended, then the reply: what a
+server turn writes), and the difference: the server's overhead per turn. Before each store it
+times the same agent called directly (no HTTP, one client, configured as the server's agents
+are), and with one client it prints the server's latency minus that.
 
 Then it fills a store with up to ``--sessions`` sessions (100,000; limited by ``--budget``
 seconds) and times the first page (20) of ``GET /v1/sessions`` (median of 20).
@@ -21,9 +23,7 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,8 +35,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from tests.servers import free_port  # noqa: E402
+from tests.server_helpers import ServerProc  # noqa: E402
 
+from scratchy.server.runtime import AgentSource  # noqa: E402
 from scratchy.sessions import open_store  # noqa: E402
 
 
@@ -46,36 +47,14 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class Serve:
-    """``scratchy serve`` in a subprocess."""
-
-    def __init__(self, store: str, workers: int, cwd: Path) -> None:
-        self.port = free_port()
-        paths = [str(ROOT / "src"), str(ROOT), str(ROOT / "benchmarks")]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-        env.pop("SCRATCHY_API_KEYS", None)
-        self.log = cwd / f"serve-{self.port}.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "scratchy.cli.main", "serve",
-                 "--agent", "bench_server_agent:agent",
-                 "--store", store, "--port", str(self.port), "--workers", str(workers),
-                 "--log-level", "info"],
-                cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while self.log.read_text().count("Application startup complete") < workers:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"scratchy serve did not start:\n{self.log.read_text()}")
-            time.sleep(0.1)
-
-    def close(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+def serve(store: str, workers: int, cwd: Path) -> ServerProc:
+    """The real ``scratchy serve --agent bench_server_agent:agent`` (no keys)."""
+    paths = [str(ROOT / "src"), str(ROOT), str(ROOT / "benchmarks")]
+    return ServerProc(
+        cwd,
+        "--agent", "bench_server_agent:agent", "--store", store,
+        workers=workers, keys=None, env={"PYTHONPATH": os.pathsep.join(paths)},
+    )  # fmt: skip
 
 
 class Conn:
@@ -148,20 +127,38 @@ async def load(port: int, clients: int, seconds: float, tag: str) -> tuple[int, 
 
 
 def append_times(location: str, repeat: int) -> list[float]:
-    """The store's own append of one turn (user + assistant) to a short session, in ms."""
+    """The store's writes of one turn, as the server makes them: the user's input appended when
+    the turn starts, then the reply (two durable writes), on a short session, in ms."""
     store = open_store(location)
     sid = f"append_probe_{uuid.uuid4().hex[:6]}"
     store.append(sid, [{"role": "system", "content": "You are a helpful AI assistant."}])
     out = []
     for i in range(repeat):
-        turn = [
-            {"role": "user", "content": f"question {i}"},
-            {"role": "assistant", "content": f"You said: question {i}"},
-        ]
         start = time.perf_counter()
-        store.append(sid, turn)
+        store.append(sid, [{"role": "user", "content": f"question {i}"}])
+        store.append(sid, [{"role": "assistant", "content": f"You said: question {i}"}])
         out.append((time.perf_counter() - start) * 1000)
     return out
+
+
+def direct_times(location: str, repeat: int) -> list[float]:
+    """The same turn without HTTP: the bench agent configured as the server configures its
+    agents (``AgentSource.make``: the input saved first, then the reply), one client, in ms."""
+    from bench_server_agent import agent as make_agent
+
+    agent = AgentSource(make_agent, None).make(open_store(location), None)
+    sid = f"direct_{uuid.uuid4().hex[:6]}"
+
+    async def run() -> list[float]:
+        await agent.chat("warm up", session_id=sid)
+        out = []
+        for i in range(repeat):
+            start = time.perf_counter()
+            await agent.chat(f"question {i}", session_id=sid)
+            out.append((time.perf_counter() - start) * 1000)
+        return out
+
+    return asyncio.run(run())
 
 
 def fill(location: str, sessions: int, budget: float) -> int:
@@ -231,9 +228,15 @@ def main() -> None:
     rows = []
     try:
         for backend in backends:
+            direct = direct_times(location(backend, "direct"), 200)
+            print(
+                f"{backend:8} the agent called directly (no HTTP), one client: p50 "
+                f"{pct(direct, 0.5):5.2f} p99 {pct(direct, 0.99):5.2f} ms",
+                flush=True,
+            )
             for workers in map(int, args.workers.split(",")):
                 where = location(backend, f"turns_{workers}w")
-                server = Serve(where, workers, work)
+                server = serve(where, workers, work)
                 try:
                     for clients in map(int, args.clients.split(",")):
                         tag = f"w{workers}c{clients}"
@@ -246,12 +249,17 @@ def main() -> None:
                             "append_p50": pct(appends, 0.5), "append_p99": pct(appends, 0.99),
                         })  # fmt: skip
                         r = rows[-1]
+                        versus = (
+                            f"   vs direct p50 {r['p50'] - pct(direct, 0.5):+5.1f} ms"
+                            if clients == 1
+                            else ""
+                        )
                         print(
                             f"{backend:8} {workers}w {clients:3}c  {r['turns_per_s']:7.1f} turns/s"
-                            f"  p50 {r['p50']:6.1f}  p99 {r['p99']:6.1f} ms   append p50 "
+                            f"  p50 {r['p50']:6.1f}  p99 {r['p99']:6.1f} ms   store writes p50 "
                             f"{r['append_p50']:5.2f} p99 {r['append_p99']:5.2f} ms   overhead "
                             f"p50 {r['p50'] - r['append_p50']:6.1f} p99 "
-                            f"{r['p99'] - r['append_p99']:6.1f} ms",
+                            f"{r['p99'] - r['append_p99']:6.1f} ms{versus}",
                             flush=True,
                         )
                 finally:
@@ -262,7 +270,7 @@ def main() -> None:
             started = time.monotonic()
             made = fill(where, args.sessions, args.budget)
             print(f"{backend}: {made} sessions made in {time.monotonic() - started:.0f} s")
-            server = Serve(where, 1, work)
+            server = serve(where, 1, work)
             try:
                 ms = asyncio.run(first_page(server.port, 20))
             finally:

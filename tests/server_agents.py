@@ -85,3 +85,33 @@ def hang() -> str:
 def hanging() -> Agent:
     """Asked to "hang", calls a tool that blocks its worker for a minute (to be killed)."""
     return Agent(provider=FakeProvider(_pid_script), tools=[hang], system_prompt=None)
+
+
+async def wait_a_while(seconds: float = 30.0) -> str:
+    """Wait (a tool still running when its turn is cancelled).
+
+    Args:
+        seconds: How long.
+    """
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return "waited"
+
+
+def _cancel_script(messages: list[dict[str, Any]], tools: Any) -> Any:
+    last = messages[-1]
+    if last.get("role") == "user" and "wait" in str(last.get("content")):
+        return FakeProvider.tool_call("wait_a_while")
+    if last.get("role") == "tool":
+        return "the tool is done"
+    return f"You said: {last.get('content')}"
+
+
+def cancellable() -> Agent:
+    """Echoes one character every 0.05 s; asked to "wait", calls a tool that waits 30 s."""
+    return Agent(
+        provider=FakeProvider(_cancel_script, delay=0.05, chunk=1),
+        tools=[wait_a_while],
+        system_prompt=None,
+    )

@@ -481,6 +481,29 @@ async def test_fake_provider_capability_options() -> None:
         FakeProvider(context_window=0)
 
 
+async def test_fake_provider_keeps_a_bounded_number_of_calls() -> None:
+    from scratchy.testing import SPEC_KEEP_CALLS, FakeProvider
+
+    fake = FakeProvider(lambda messages, tools: "ok", keep_calls=3)
+    for i in range(10):
+        [e async for e in fake.stream([{"role": "user", "content": f"q{i}"}], [])]
+    assert fake.call_count == 10
+    assert [c.last_user_text for c in fake.calls] == ["q7", "q8", "q9"]  # the latest, in order
+    everything = FakeProvider(lambda messages, tools: "ok", keep_calls=None)
+    for _ in range(1500):
+        [e async for e in everything.stream([], [])]
+    assert len(everything.calls) == everything.call_count == 1500
+    none = FakeProvider(["x"], keep_calls=0)
+    [e async for e in none.stream([{"role": "user", "content": "q"}], [])]
+    assert (none.calls, none.call_count) == ([], 1)
+    with pytest.raises(AssertionError, match="call #2 .* last user message: 'again'"):
+        [e async for e in none.stream([{"role": "user", "content": "again"}], [])]
+    served = resolve_provider("fake:")  # what `scratchy serve --model fake:` runs
+    for _ in range(SPEC_KEEP_CALLS + 5):
+        [e async for e in served.stream([{"role": "user", "content": "hi"}], [])]
+    assert len(served.calls) == SPEC_KEEP_CALLS
+
+
 # --- context windows ---------------------------------------------------------------------------
 
 

@@ -55,6 +55,8 @@ def test_start_up_line_health_and_openapi(server: ServerProc) -> None:
     spec = httpx.get(f"{server.url}/openapi.json").json()
     for path in ("/v1/sessions", "/v1/sessions/{session_id}/turns", "/v1/chat/completions"):
         assert path in spec["paths"]
+    cancel = spec["paths"]["/v1/sessions/{session_id}/turns/cancel"]["post"]
+    assert {"200", "202", "404", "409"} <= set(cancel["responses"])
     docs = httpx.get(f"{server.url}/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
@@ -158,6 +160,32 @@ def test_listing_is_keyset_paginated_newest_first(server: ServerProc) -> None:
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
         found = c.get("/v1/sessions", params={"q": "hi 3"}).json()["items"]
         assert [s["id"] for s in found][:1] == ["page_3"]
+
+
+def test_messages_tail_of_a_long_session_stays_current(server: ServerProc) -> None:
+    """``tail`` pages the end; workers keep long sessions in memory, checked on every read."""
+    from scratchy.sessions import open_store
+
+    store = open_store(server.log_path.parent / "sessions").scoped("alice")
+    store.append("long", [{"role": "user", "content": f"m{i}"} for i in range(300)])
+    with server.client() as c, server.client("bob") as bob:
+        for _ in range(3):  # both workers, each read twice (the second from memory)
+            page = c.get("/v1/sessions/long/messages", params={"tail": 5}).json()
+            assert (page["offset"], page["total"]) == (295, 300)
+            assert [m["content"] for m in page["items"]] == ["m295", "m296", "m297", "m298", "m299"]
+        assert c.post("/v1/sessions/long/turns", json={"input": "new"}).status_code == 200
+        for _ in range(3):
+            page = c.get("/v1/sessions/long/messages", params={"tail": 2}).json()
+            assert [m["content"] for m in page["items"]] == ["new", "You said: new"]
+        store.replace("long", [{"role": "user", "content": f"r{i}"} for i in range(250)])
+        for _ in range(3):
+            page = c.get("/v1/sessions/long/messages", params={"offset": 248}).json()
+            assert page["total"] == 250
+            assert [m["content"] for m in page["items"]] == ["r248", "r249"]
+        assert bob.get("/v1/sessions/long/messages", params={"tail": 5}).status_code == 404
+        store.delete("long")
+        assert c.get("/v1/sessions/long/messages", params={"tail": 5}).status_code == 404
+        assert c.get("/v1/sessions/x/messages", params={"tail": 0}).status_code == 422
 
 
 def test_messages_export_fork_and_search(server: ServerProc) -> None:

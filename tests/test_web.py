@@ -70,6 +70,16 @@ class Watch:
         assert self.foreign == []
 
 
+def open_tool(tool: Any, name: str, args: str, output: str) -> Any:
+    """Check a finished tool block's name and state, open it, check its arguments and result."""
+    expect(tool.locator(".tool-name")).to_have_text(name)
+    expect(tool.locator(".tool-state")).to_have_text("done")
+    tool.locator("summary").click()
+    expect(tool.locator(".tool-args")).to_contain_text(args)
+    expect(tool.locator(".tool-output")).to_contain_text(output)
+    return tool
+
+
 @pytest.fixture
 def page(browser: Any, server: ServerProc) -> Iterator[Any]:  # noqa: F811
     context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
@@ -148,17 +158,15 @@ def test_list_newest_first_pages_and_opens_a_session(page: Any, server: ServerPr
     page.locator("#session-list .row[data-id='tools-demo'] a").click()
     expect(page).to_have_url(server.url + "/s/tools-demo")
     expect(page.locator("#s-title")).to_have_text("Tour of the code base")
-    tool = page.locator("details.tool").first
-    expect(tool.locator(".tool-name")).to_have_text("list_files")
-    expect(tool.locator(".tool-state")).to_have_text("done")
-    tool.locator("summary").click()
-    expect(tool.locator(".tool-args")).to_contain_text('"pattern": "*.py"')
-    expect(tool.locator(".tool-output")).to_contain_text("src/models.py")
+    first_tool = page.locator("details.tool").first
+    open_tool(first_tool, "list_files", '"pattern": "*.py"', "src/models.py")
     code = page.locator(".code").first
     expect(code.locator(".lang")).to_have_text("python")
     expect(code.locator(".tok-keyword").first).to_have_text("import")
     expect(page.locator(".md table")).to_contain_text("entry point")
     expect(page.locator("#usage-chart svg")).to_be_visible()
+    # seeded turns recorded no usage: estimated, and labelled so
+    expect(page.locator("#usage-chart .chart-head")).to_contain_text("all estimated")
     for d in page.locator("details.tool").all():
         d.evaluate("d => d.open = true")
     shot(page, "web-session-tools.png")
@@ -295,36 +303,59 @@ def test_tool_activity_shows_live(page: Any, server: ServerProc) -> None:
     page.locator("#input").fill("please add two numbers")
     page.locator("#send").click()
     expect(page.locator(".msg.assistant").last).to_contain_text("The tool said: 5")
-    tool = page.locator(".msg details.tool").last
-    expect(tool.locator(".tool-name")).to_have_text("add")
-    expect(tool.locator(".tool-state")).to_have_text("done")
-    tool.locator("summary").click()
-    expect(tool.locator(".tool-args")).to_contain_text('"a": 2')
+    tool = open_tool(page.locator(".msg details.tool").last, "add", '"a": 2', "5")
     expect(tool.locator(".tool-output")).to_have_text("5")
+    # the server's turn recorded its usage: its bar is measured, the seeded ones estimated
+    expect(page.locator("#usage-chart .chart-head")).to_contain_text("estimated (pale)")
+    last = page.locator("#usage-chart g.bar > title").last.text_content()
+    with httpx.Client(base_url=server.url) as client:
+        items = client.get("/v1/sessions/tools-demo/messages", params={"tail": 1}).json()["items"]
+    usage = items[0]["usage"]
+    assert f"{usage['input_tokens']} in, {usage['output_tokens']} out:" in last, last
+    assert "estimated" not in last
     page.watch.clean()
 
 
-def test_stop_mid_reply_leaves_the_session_valid(page: Any, server: ServerProc) -> None:
-    page.goto(server.url + "/s/chat-00005")
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
+    """A server with two workers: Stop's cancel may reach either."""
+    directory = tmp_path_factory.mktemp("web2")
+    seed(open_store(directory / "sessions"), fillers=3)
+    proc = ServerProc(directory, "--agent", "tests.web_helpers:agent", workers=2, keys=None)
+    yield proc
+    proc.close()
+
+
+def test_stop_mid_reply_cancels_the_turn(browser: Any, two_workers: ServerProc) -> None:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    watch = Watch(page, two_workers.url)
+    page.goto(two_workers.url + "/s/chat-00001")
     expect(page.locator(".msg")).to_have_count(2)
     page.locator("#input").fill("slow story")
     page.keyboard.press("Enter")
     expect(page.locator(".msg.live .md")).to_contain_text("word3")
     page.locator("#stop").click()
-    expect(page.locator(".msg.live.stopped .live-status")).to_contain_text("Stopped")
+    notice = page.locator("#messages .notice")
+    expect(notice).to_contain_text("Stopped. Your message is kept")
     expect(page.locator("#send")).to_be_visible()
-    text = page.locator(".msg.live .md").inner_text()
-    assert "word149" not in text
-    # the server finishes the turn and saves it; the page shows it once saved
-    expect(page.locator(".msg.assistant").last).to_contain_text("word149", timeout=30_000)
     expect(page.locator(".msg.live")).to_have_count(0)
+    expect(page.locator(".msg.user").last).to_contain_text("slow story")
+    with httpx.Client(base_url=two_workers.url) as client:
+        items = client.get("/v1/sessions/chat-00001/messages").json()["items"]
+        # cancelled on the server: the input kept, no reply stored, and none comes later
+        assert [m["role"] for m in items] == ["user", "assistant", "user"]
+        time.sleep(1.5)
+        assert client.get("/v1/sessions/chat-00001").json()["message_count"] == 3
     page.locator("#input").fill("and again")
     page.keyboard.press("Enter")
     expect(page.locator(".msg.assistant").last).to_contain_text("You said: and again")
-    with httpx.Client(base_url=server.url) as client:
-        items = client.get("/v1/sessions/chat-00005/messages").json()["items"]
-    assert [m["role"] for m in items] == ["user", "assistant"] * 3
-    page.watch.clean()
+    expect(notice).to_have_count(0)
+    with httpx.Client(base_url=two_workers.url) as client:
+        items = client.get("/v1/sessions/chat-00001/messages").json()["items"]
+    assert [m["role"] for m in items] == ["user", "assistant", "user", "user", "assistant"]
+    watch.clean()
+    context.close()
 
 
 # --- rename, fork, export, delete, restore ------------------------------------------------------

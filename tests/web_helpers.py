@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.server_agents import add
 from tests.servers import _apt_install
 
 CHROMIUM = "/usr/bin/chromium"
@@ -177,16 +178,6 @@ def long_session(store: Any, sid: str, count: int) -> None:
 # --- the agent the browser tests serve (scratchy serve --agent tests.web_helpers:agent) -------
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(150))
-
-
-def add(a: int, b: int) -> int:
-    """Add two numbers.
-
-    Args:
-        a: The first number.
-        b: The second number.
-    """
-    return a + b
 
 
 def fetch_page(url: str) -> str:

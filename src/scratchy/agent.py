@@ -288,6 +288,9 @@ class Agent:
         keeps it (``scratchy serve`` does). Turns of one session must then not run at once in
         several processes (the server holds the store's turn lock), or their messages would
         interleave in the store; a turn's messages are otherwise appended together."""
+        self.refresh_before_turn = True
+        """Pick up what other processes stored before each turn (``scratchy serve`` checks the
+        session itself, under the store's turn lock)."""
         self.max_iterations = max_iterations
         self.context_window = context_window
         self.compact_at = compact_at
@@ -496,8 +499,10 @@ class Agent:
         session._sync(info)
 
     async def asave(self, session: Session, *, overwrite: bool = False) -> None:
-        """:meth:`save` in a worker thread (the event loop never waits on store I/O)."""
-        await asyncio.to_thread(self.save, session, overwrite=overwrite)
+        """:meth:`save` in a worker thread (the event loop never waits on store I/O); saves of
+        one session run one at a time (a cancelled turn's save waits for one still running)."""
+        async with session.__dict__.setdefault("_save_lock", asyncio.Lock()):
+            await asyncio.to_thread(self.save, session, overwrite=overwrite)
 
     def refresh(self, session: Session) -> None:
         """Pick up what other processes stored, unless this history has unsaved changes."""
@@ -589,7 +594,7 @@ class Agent:
 
     async def _turn(self, text: str, session_id: str) -> AsyncIterator[Event]:
         session = await self.aget_session(session_id)
-        if self.session_manager is not None:
+        if self.session_manager is not None and self.refresh_before_turn:
             await asyncio.to_thread(self.refresh, session)
         provider = self.provider
         await provider.load()  # idempotent: warms a local model, asks a server its window

@@ -34,9 +34,13 @@ Reply = str | dict[str, Any] | ModelResponse | BaseException
 
 _ids = itertools.count(1)
 
+DEFAULT_KEEP_CALLS = 1000
+"""Calls a :class:`FakeProvider` keeps by default (a long run never grows without bound)."""
+SPEC_KEEP_CALLS = 20
+"""Calls a ``fake:`` model keeps (a long ``scratchy serve --model fake:`` stays small)."""
+
 _SCRIPT_HINT = (
-    "use fake: (echo) or fake:PATH to a JSON list of replies, e.g. "
-    '["Hello!", {"content": "Done."}]'
+    'use fake: (echo) or fake:PATH to a JSON list of replies, e.g. ["Hello!", {"content": "Done."}]'
 )
 
 
@@ -98,6 +102,9 @@ class FakeProvider(BaseProvider):
         can_stream: ``False``: yield each reply as one ``ModelResponse``, with no ``TextDelta``.
         name: The provider name it reports (``"openai"`` with ``model="gpt-4o-mini"`` makes
             its calls priced like that model's, to test costs; see :mod:`scratchy.cost`).
+        keep_calls: How many of the latest calls :attr:`calls` keeps (each is a deep copy of
+            the history sent); ``None``: all. :attr:`call_count` counts every call. ``fake:``
+            models (``scratchy serve --model fake:``) keep :data:`SPEC_KEEP_CALLS`.
     """
 
     def __init__(
@@ -111,6 +118,7 @@ class FakeProvider(BaseProvider):
         supports_tools: bool = True,
         can_stream: bool = True,
         name: str = "fake",
+        keep_calls: int | None = DEFAULT_KEEP_CALLS,
     ) -> None:
         super().__init__(name=name, model=model, context_window=context_window)
         self.supports_tools = supports_tools
@@ -122,6 +130,10 @@ class FakeProvider(BaseProvider):
         self._fn = replies if callable(replies) else None
         self.replies: list[Reply] = [] if callable(replies) or replies is None else list(replies)
         self.calls: list[FakeCall] = []
+        """The latest calls, oldest first (at most ``keep_calls``)."""
+        self.call_count = 0
+        """How many calls were made (all of them, kept or not)."""
+        self.keep_calls = keep_calls
 
     @classmethod
     def from_spec(cls, spec: str = "", **options: Any) -> FakeProvider:
@@ -144,7 +156,8 @@ class FakeProvider(BaseProvider):
                     f"fake model script {spec}: expected a JSON list of replies, or an object "
                     "with 'replies' (and optional 'delay', 'chunk')"
                 )
-            return cls(script, **options)
+            return cls(script, **{"keep_calls": SPEC_KEEP_CALLS, **options})
+        options.setdefault("keep_calls", SPEC_KEEP_CALLS)
         return cls(lambda messages, tools: f"You said: {messages[-1].get('content')}", **options)
 
     @staticmethod
@@ -185,8 +198,8 @@ class FakeProvider(BaseProvider):
             return self._fn(messages, tools)
         if not self.replies:
             raise UnexpectedModelCall(
-                f"FakeProvider got model call #{len(self.calls)} but its script is used up; "
-                f"last user message: {self.calls[-1].last_user_text!r}"
+                f"FakeProvider got model call #{self.call_count} but its script is used up; "
+                f"last user message: {FakeCall(messages, tools).last_user_text!r}"
             )
         return self.replies.pop(0)
 
@@ -194,7 +207,12 @@ class FakeProvider(BaseProvider):
         self, messages: list[Message], tools: list[ToolSchema]
     ) -> AsyncIterator[TextDelta | ModelResponse]:
         """Record the call and stream the next scripted reply."""
-        self.calls.append(FakeCall(copy.deepcopy(messages), copy.deepcopy(tools)))
+        self.call_count += 1
+        keep = self.keep_calls
+        if keep is None or keep > 0:
+            self.calls.append(FakeCall(copy.deepcopy(messages), copy.deepcopy(tools)))
+            if keep is not None and len(self.calls) > keep:
+                del self.calls[: len(self.calls) - keep]
         reply = self._next(messages, tools)
         if isinstance(reply, BaseException):
             raise reply

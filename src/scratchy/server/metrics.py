@@ -63,9 +63,9 @@ class Metrics:
         self._requests.labels(route, method, str(status)).inc()
 
     def turn(self, seconds: float, outcome: str) -> None:
-        """Record one finished turn (``ok``, ``error``, ``busy``, ``replayed``)."""
+        """Record one finished turn (``ok``, ``error``, ``cancelled``, ``busy``, ``replayed``)."""
         self._turns.labels(outcome).inc()
-        if outcome in ("ok", "error"):
+        if outcome in ("ok", "error", "cancelled"):
             self._turn_seconds.observe(seconds)
 
     def store_error(self) -> None:

@@ -181,12 +181,18 @@ async def get_messages(
     rt: Rt,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tail: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="The last TAIL messages (offset and limit ignored)."),
+    ] = None,
 ) -> dict[str, Any]:
-    """Messages ``offset`` to ``offset + limit`` of the session."""
-    stored = await store_call(rt.store_for(who), "load", validate_session_id(session_id))
-    if stored is None:
+    """Messages ``offset`` to ``offset + limit`` of the session, or its last ``tail``."""
+    found = await rt.read_messages(who, validate_session_id(session_id))
+    if found is None:
         raise not_found(session_id)
-    messages = stored.messages
+    _, messages = found
+    if tail is not None:
+        offset, limit = max(0, len(messages) - tail), tail
     return {
         "session_id": session_id,
         "offset": offset,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,3 +64,46 @@ async def run_turn(
         )
     result = await turn.wait()
     return JSONResponse(public_result(result), headers=headers)
+
+
+class CancelAnswer(BaseModel):
+    """What ``POST .../turns/cancel`` answers."""
+
+    session_id: str
+    status: Literal["cancelled", "cancelling"] = Field(
+        description="cancelled: no turn runs in the session any more (it was cancelled, or "
+        "ended as the cancel reached it); cancelling: it was told to stop and has not ended "
+        "within ``wait`` seconds."
+    )
+    turn_id: str | None = Field(
+        None, description="The cancelled turn's id, when the worker answering runs it."
+    )
+
+
+@router.post(
+    "/{session_id}/turns/cancel",
+    response_model=CancelAnswer,
+    responses={
+        202: {"model": CancelAnswer, "description": "Told to stop; not ended yet."},
+        404: {"description": "No such session (or another owner's)."},
+        409: {"description": "No turn is running in the session (``no_turn_running``)."},
+    },
+)
+async def cancel_turn(
+    session_id: str,
+    who: Annotated[Caller, Depends(caller)],
+    rt: Annotated[Runtime, Depends(runtime)],
+    wait: Annotated[
+        float, Query(ge=0, le=60, description="Seconds to wait for the turn to end (0: do not).")
+    ] = 10.0,
+) -> Any:
+    """Cancel the turn the session is running, in whichever worker or machine runs it.
+
+    The turn ends as Ctrl-C ends one in the REPL: the user's input stays in the session, every
+    tool call gets a result (``cancelled before this tool ran`` for those that had not run),
+    the unfinished reply is dropped, and the session is saved. Its own request answers 409
+    ``turn_cancelled`` (streamed: an ``error`` event with that code, then ``done``).
+    """
+    answer = await rt.cancel_turn(who, session_id, wait=wait)
+    status = 200 if answer["status"] == "cancelled" else 202
+    return JSONResponse(answer, status_code=status)

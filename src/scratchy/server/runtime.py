@@ -14,6 +14,12 @@ One turn at a time per session
     ``session_busy`` (``Retry-After``), or the request waits up to ``busy_wait`` seconds with
     ``"if_busy": "wait"`` (waiting in the store, where waiters queue).
 
+Cancel
+    ``POST .../turns/cancel`` stops the session's running turn wherever it runs: this worker's
+    own turn directly, any other's through the store's cancel channel (:mod:`.cancel`). The
+    cancelled turn ends as the REPL's Ctrl-C ends one: the user's input is kept, every tool call
+    has a result, the partial reply is dropped, and the session is saved.
+
 Idempotency
     The first result of a turn sent with ``Idempotency-Key`` is kept in the session's own
     metadata (``metadata["_server"]["idempotency"]``, the last :data:`IDEMPOTENCY_KEEP` keys),
@@ -29,6 +35,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -51,7 +58,8 @@ from ..sessions import SessionManager
 from ..stores.base import SessionInfo, validate_session_id
 from ..tools import ToolRegistry
 from .auth import Caller, Keyring, owner_store
-from .errors import ApiError, SessionBusyError, error_for
+from .cancel import signals_for
+from .errors import ApiError, SessionBusyError, error_for, not_found
 from .metrics import Metrics
 
 SERVER_KEY = "_server"
@@ -112,10 +120,14 @@ def _iso(dt: datetime) -> str:
 class TurnLock:
     """The store's turn lock of one session (``store.turn_lock``)."""
 
-    def __init__(self, store: Any, session_id: str) -> None:
+    def __init__(self, store: Any, session_id: str, then: Callable[[], Any] | None = None):
         self._store = store
         self._sid = session_id
         self._cm: Any = None
+        self._then = then
+        self.then_result: Any = None
+        """What ``then`` returned, called in the same thread once the lock was had (one
+        thread hop less per turn)."""
 
     def try_acquire(self, timeout: float) -> bool:
         """Take the lock, waiting up to ``timeout`` seconds (blocking: run it in a thread)."""
@@ -125,6 +137,12 @@ class TurnLock:
         except SessionBusyError:
             return False
         self._cm = cm
+        if self._then is not None:
+            try:
+                self.then_result = self._then()
+            except BaseException:
+                self.release_now()
+                raise
         return True
 
     def release_now(self) -> None:
@@ -139,11 +157,14 @@ class TurnLock:
             await asyncio.to_thread(self.release_now)
 
 
-async def acquire_turn_lock(store: Any, session_id: str, *, wait: float) -> TurnLock:
+async def acquire_turn_lock(
+    store: Any, session_id: str, *, wait: float, then: Callable[[], Any] | None = None
+) -> TurnLock:
     """The session's turn lock, held: tried at once, then (with ``wait``) waited for in the
     store (waiters queue there), else ``SessionBusyError``. A request cancelled while it waits
-    releases the lock as soon as its thread gets it."""
-    lock = TurnLock(store, session_id)
+    releases the lock as soon as its thread gets it. ``then`` runs in the lock's thread once it
+    is held (its result: ``lock.then_result``)."""
+    lock = TurnLock(store, session_id, then)
     loop = asyncio.get_running_loop()
     for timeout in (0.0, wait) if wait > 0 else (0.0,):
         attempt = loop.run_in_executor(None, lock.try_acquire, timeout)
@@ -173,9 +194,23 @@ class Turn:
     error: ApiError | None = None
     replayed: bool = False
     task: asyncio.Task[None] | None = None
+    id: str = field(default_factory=lambda: f"turn_{random.getrandbits(96):024x}")
+    cancel_requested: bool = False
+    running: bool = False
+    """True while the agent runs the turn (the part a cancel interrupts)."""
 
     def put(self, kind: str, data: dict[str, Any]) -> None:
         self.events.put_nowait((kind, data))
+
+    def cancel(self) -> bool:
+        """Stop the agent's part of the turn; False when it has already ended."""
+        if self.task is None or self.task.done() or self.result is not None:
+            return False
+        if not self.cancel_requested:
+            self.cancel_requested = True
+            if self.running:
+                self.task.cancel()
+        return True
 
     async def wait(self) -> dict[str, Any]:
         """The result; a client that goes away does not cancel the turn (it is shielded)."""
@@ -247,6 +282,7 @@ class AgentSource:
             agent.memory = agent.memory.bind(agent)
         agent.autosave = store is not None  # saved by ``asave``: off the event loop
         agent.save_input = True  # a worker killed mid-turn keeps the input (turns are locked)
+        agent.refresh_before_turn = False  # Runtime._session checks it, under the turn lock
         if approve is None:
             agent.tool_approval = "allow"
         else:
@@ -306,6 +342,9 @@ class Runtime:
         self._owner_agents: dict[str | None, Agent] = {}
         self._stateless: Agent | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.signals = signals_for(store)
+        self._reading: Any = None  # reading.MessageCache, made at the first read
+        self._running: dict[str, Turn] = {}  # this worker's turns, by their signal key
 
     # -- owners ------------------------------------------------------------------------------
 
@@ -347,6 +386,17 @@ class Runtime:
             raise SessionNotFoundError(f"No session '{session_id}'")
         return info
 
+    async def read_messages(
+        self, caller: Caller, session_id: str
+    ) -> tuple[SessionInfo, list[Message]] | None:
+        """A session's header and messages, through this worker's cache of long sessions."""
+        if self._reading is None:
+            from .reading import MessageCache
+
+            self._reading = MessageCache()
+        owner = None if caller.is_admin else caller.owner
+        return await self._reading.read(self.store_for(caller), owner, session_id)
+
     @contextlib.asynccontextmanager
     async def session_lock(self, caller: Caller, session_id: str) -> AsyncIterator[None]:
         """Hold the session's turn lock while changing its header or moving it."""
@@ -373,30 +423,81 @@ class Runtime:
         store = self.store_for(caller)
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
             raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: 1-200 characters")
-        try:
+        agent = self.agent_for(caller)
+        wanted = idempotency_key is not None or session_id in agent.sessions
+        try:  # the header is read in the lock's thread: the cache and idempotency need it
             lock = await acquire_turn_lock(
-                store, session_id, wait=self.busy_wait if wait or idempotency_key else 0
+                store,
+                session_id,
+                wait=self.busy_wait if wait or idempotency_key else 0,
+                then=(lambda: store.info(session_id)) if wanted else None,
             )
         except SessionBusyError:
             self.metrics.turn(0, "busy")
             raise
         turn = Turn(session_id)
         try:
+            info = lock.then_result
             if idempotency_key is not None:
-                record = await self._record(store, session_id, idempotency_key)
+                record = _record(info, idempotency_key)
                 if record is not None:
                     await self._replay(turn, store, session_id, record, request_fingerprint)
                     await lock.release()
                     self.metrics.turn(0, "replayed")
                     return turn
-            agent = self.agent_for(caller)
-            session = await self._session(agent, store, session_id)
+            session = await self._session(agent, session_id, info)
         except BaseException:
             await lock.release()
             raise
         idem = (idempotency_key, request_fingerprint) if idempotency_key else None
-        self._spawn(turn, self._run(turn, agent, session, text, lock, idem))
+        key = self.signals.key(store, session_id)
+        self._running[key] = turn
+        await self.signals.watch(key, turn.cancel)
+        self._spawn(turn, self._run(turn, agent, session, text, lock, idem, key))
         return turn
+
+    async def cancel_turn(self, caller: Caller, session_id: str, *, wait: float) -> dict[str, Any]:
+        """Cancel the session's running turn, wherever it runs; wait up to ``wait`` seconds for
+        it to end. 404 for a session that is not the caller's, 409 when no turn runs."""
+        validate_session_id(session_id)
+        store = self.store_for(caller)
+        key = self.signals.key(store, session_id)
+        answer: dict[str, Any] = {"session_id": session_id, "turn_id": None}
+        turn = self._running.get(key)
+        if turn is not None:  # this worker runs it
+            answer["turn_id"] = turn.id
+            if turn.cancel() and turn.task is not None:
+                if wait > 0:
+                    await asyncio.wait({turn.task}, timeout=wait)
+                return answer | {"status": "cancelled" if turn.task.done() else "cancelling"}
+        else:
+            try:
+                probe = await acquire_turn_lock(store, session_id, wait=0)
+            except SessionBusyError:  # a turn runs elsewhere (or a header change, briefly)
+                if not self.signals.shared:
+                    raise ApiError(
+                        409,
+                        "cancel_unreachable",
+                        "the turn runs in another process and this store has no shared cancel "
+                        "channel; send the cancel to the worker running it",
+                    ) from None
+                await asyncio.to_thread(self.signals.publish, key)
+                if wait <= 0:
+                    return answer | {"status": "cancelling"}
+                try:
+                    probe = await acquire_turn_lock(store, session_id, wait=wait)
+                except SessionBusyError:
+                    return answer | {"status": "cancelling"}
+                await probe.release()
+                return answer | {"status": "cancelled"}
+            await probe.release()
+        if await store_call(store, "info", session_id) is None:
+            raise not_found(session_id)
+        raise ApiError(
+            409,
+            "no_turn_running",
+            f"Session '{session_id}' is not running a turn: nothing to cancel",
+        )
 
     def start_stateless(self, messages: list[Message], text: str) -> Turn:
         """Run one turn on the messages of a request; nothing is stored."""
@@ -408,15 +509,15 @@ class Runtime:
         else:
             session.messages = session.messages[:1] + list(messages)
         turn = Turn(None)
-        self._spawn(turn, self._run(turn, agent, session, text, None, None))
+        self._spawn(turn, self._run(turn, agent, session, text, None, None, None))
         return turn
 
-    async def _session(self, agent: Agent, store: Any, session_id: str) -> Any:
+    async def _session(self, agent: Agent, session_id: str, info: SessionInfo | None) -> Any:
         """The agent's session, from its memory when the store still holds that version (another
-        worker may have added turns, or deleted it), else loaded again."""
+        worker may have added turns, or deleted it; ``info``: the header read under the turn
+        lock), else loaded again."""
         cached = agent.sessions.get(session_id)
         if cached is not None:
-            info = await store_call(store, "info", session_id)
             if info is None or info.version != cached.version or not cached.saved:
                 agent.sessions.pop(session_id, None)
             else:
@@ -429,14 +530,6 @@ class Runtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         turn.task = task
-
-    async def _record(self, store: Any, session_id: str, key: str) -> dict[str, Any] | None:
-        info = await store_call(store, "info", session_id)
-        if info is None:
-            return None
-        server = info.metadata.get(SERVER_KEY) or {}
-        record = (server.get("idempotency") or {}).get(key)
-        return record if isinstance(record, dict) else None
 
     async def _replay(
         self, turn: Turn, store: Any, session_id: str, record: dict[str, Any], fp: str
@@ -474,6 +567,7 @@ class Runtime:
         text: str,
         lock: Any,
         idem: tuple[str, str] | None,
+        key: str | None,
     ) -> None:
         sid = session.session_id
         started = time.monotonic()
@@ -481,9 +575,14 @@ class Runtime:
         result: dict[str, Any] | None = None
         failure: BaseException | None = None
         try:
+            turn.running = True
+            if turn.cancel_requested:  # cancelled before it started
+                raise asyncio.CancelledError
             async for event in agent.stream(text, session_id=sid):
                 if isinstance(event, FinalEvent):
-                    result = _result(session, event.text, before)
+                    turn.running = False  # the reply is complete: it is kept
+                    _record_usage(session, before)  # before the agent's save
+                    result = _result(session, event.text, before, turn.id)
                     if idem is not None:  # before the agent's save (if it saves itself)
                         _remember(session.metadata, idem, result)
                 else:
@@ -492,17 +591,24 @@ class Runtime:
                 raise ApiError(502, "no_reply", "the turn ended without a reply")
         except BaseException as exc:  # noqa: BLE001 - reported to the client below
             failure = exc
+        finally:
+            turn.running = False
         error: ApiError | None = None
-        if failure is not None:
+        if isinstance(failure, asyncio.CancelledError) and turn.cancel_requested:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            failure, error = None, cancelled_error()
+        elif failure is not None:
             if isinstance(failure, asyncio.CancelledError):
                 error = ApiError(503, "cancelled", "the server stopped during the turn")
             else:
                 error = error_for(failure)
-        try:
-            if agent.session_manager is not None:
-                if idem is not None and error is not None:
+        try:  # the agent saved the turn itself; what a failed turn left, or its record:
+            if agent.session_manager is not None and error is not None:
+                if idem is not None:
                     _remember(session.metadata, idem, _error_entry(error))
-                await save_session(agent, session)  # a no-op when the agent saved it all
+                await save_session(agent, session)
         except BaseException as exc:  # noqa: BLE001 - a turn that could not be stored
             if error is None:
                 failure, error = exc, error_for(exc)
@@ -511,6 +617,10 @@ class Runtime:
                 agent.sessions.pop(sid, None)  # a failed turn's memory is not trusted
             while len(agent.sessions) > SESSION_CACHE:
                 agent.sessions.pop(next(iter(agent.sessions)))
+            if key is not None:
+                self.signals.unwatch(key)
+                if self._running.get(key) is turn:
+                    del self._running[key]
             if lock is not None:
                 await lock.release()
         if error is None:
@@ -523,7 +633,8 @@ class Runtime:
                 self.metrics.store_error()
             turn.error = error
             turn.put("error", error.body())
-            self.metrics.turn(time.monotonic() - started, "error")
+            outcome = "cancelled" if error.code == "turn_cancelled" else "error"
+            self.metrics.turn(time.monotonic() - started, outcome)
         turn.events.put_nowait(None)
         if failure is not None and not isinstance(failure, Exception):
             raise failure
@@ -556,22 +667,59 @@ def _error_entry(error: ApiError) -> dict[str, Any]:
     return {"status": error.status, "error": {"code": error.code, "message": error.message}}
 
 
-def _result(session: Any, reply: str, before: dict[str, Any]) -> dict[str, Any]:
+def _turn_usage(session: Any, before: dict[str, Any]) -> dict[str, int]:
+    after = session.metadata.get("usage") or {}
+    return {
+        k: int(after.get(k, 0)) - int(before.get(k, 0)) for k in ("input_tokens", "output_tokens")
+    }
+
+
+def _record_usage(session: Any, before: dict[str, Any]) -> None:
+    """Put the turn's token usage (all its model calls) on its final reply, ``"usage"``: the
+    browser app's chart of tokens per turn reads it (providers never see the key)."""
+    messages = session.messages
+    if not messages or messages[-1].get("role") != "assistant":
+        return
+    usage = _turn_usage(session, before)
+    if not any(usage.values()):
+        return
+    reply = {**messages[-1], "usage": usage}
+    messages[-1] = reply
+    if session._valid_upto == len(messages):
+        session._valid_last = reply  # the agent's cache of the last checked message
+
+
+def _record(info: SessionInfo | None, key: str) -> dict[str, Any] | None:
+    """The stored result of the turn sent with Idempotency-Key ``key``, if any."""
+    if info is None:
+        return None
+    server = info.metadata.get(SERVER_KEY) or {}
+    record = (server.get("idempotency") or {}).get(key)
+    return record if isinstance(record, dict) else None
+
+
+def cancelled_error() -> ApiError:
+    """What a cancelled turn answers (its JSON request, its ``error`` event)."""
+    return ApiError(
+        409,
+        "turn_cancelled",
+        "the turn was cancelled; the session keeps your input and what the tools did, "
+        "the unfinished reply was dropped",
+    )
+
+
+def _result(session: Any, reply: str, before: dict[str, Any], turn_id: str) -> dict[str, Any]:
     messages = session.messages
     start = len(messages)
     while start > 0 and messages[start - 1].get("role") != "user":
         start -= 1
     start = max(0, start - 1)
-    after = session.metadata.get("usage") or {}
     return {
         "reply": reply,
         "messages": messages[start:],  # the turn's own new dicts, sent as JSON at once
         "start": start,
-        "usage": {
-            k: int(after.get(k, 0)) - int(before.get(k, 0))
-            for k in ("input_tokens", "output_tokens")
-        },
-        "id": f"turn_{uuid.uuid4().hex[:24]}",
+        "usage": _turn_usage(session, before),
+        "id": turn_id,
         "created": int(time.time()),
     }
 

@@ -91,6 +91,7 @@ export const api = {
     json(`/v1/sessions?limit=${limit}${cursor ? `&cursor=${enc(cursor)}` : ""}`, { signal }),
   search: (q, limit, signal) => json(`/v1/search?q=${enc(q)}&limit=${limit}`, { signal }),
   session: (id, signal) => json(`/v1/sessions/${enc(id)}`, { signal }),
+  tail: (id, count, signal) => json(`/v1/sessions/${enc(id)}/messages?tail=${count}`, { signal }),
   messages: (id, offset, limit, signal) =>
     json(`/v1/sessions/${enc(id)}/messages?offset=${offset}&limit=${limit}`, { signal }),
   rename: (id, title) => json(`/v1/sessions/${enc(id)}`, { method: "PATCH", body: { title } }),
@@ -99,6 +100,8 @@ export const api = {
   fork: (id, at) =>
     json(`/v1/sessions/${enc(id)}/fork`, { method: "POST", body: at == null ? {} : { at } }),
   trash: () => json("/v1/trash"),
+  // Cancel the session's running turn, wherever it runs (the server waits up to 10 s for it).
+  cancelTurn: (id) => json(`/v1/sessions/${enc(id)}/turns/cancel?wait=10`, { method: "POST" }),
   exportUrl: (id, format) => `/v1/sessions/${enc(id)}/export?format=${format}`,
 };
 

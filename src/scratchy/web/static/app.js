@@ -338,8 +338,7 @@ function route() {
     const id = decodeURIComponent(path.slice(3));
     show("session");
     const at = params.get("at");
-    const known = list.headers.get(id);
-    return view.session.open(id, { at: at == null ? null : Number(at), count: known?.message_count });
+    return view.session.open(id, { at: at == null ? null : Number(at) });
   } else if (path === "/new") {
     show("session");
     view.session.openNew();

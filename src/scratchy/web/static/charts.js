@@ -48,14 +48,19 @@ export function tokensChart(container, turns) {
   const head = document.createElement("div");
   head.className = "chart-head";
   const total = turns.reduce((s, t) => s + t.input + t.output, 0);
-  head.textContent = `≈ tokens per turn · ${turns.length} turns shown · ${total.toLocaleString()} in all`;
-  head.title = "Estimated from the text (about 4 characters a token) of the messages loaded; the header shows the measured totals";
+  const guessed = turns.filter((t) => t.estimated).length;
+  const kind =
+    guessed === 0 ? "measured" : guessed === turns.length ? "all estimated" : `${guessed} estimated (pale)`;
+  head.textContent = `Tokens per turn · ${turns.length} turns shown, ${kind} · ${total.toLocaleString()} in all`;
+  head.title =
+    "Measured: the usage the model reported for the turn (kept on its final reply). Estimated: " +
+    "about 4 characters a token of the text, for turns that did not record their usage.";
   const bars = turns.map((t, i) => ({
     value: t.input + t.output,
-    label: `turn ${t.index ?? i + 1}: ${t.input} in, ${t.output} out`,
+    label: `turn ${t.index ?? i + 1}: ${t.input} in, ${t.output} out${t.estimated ? " (estimated)" : ""}`,
     parts: [
-      { value: t.input, cls: "in" },
-      { value: t.output, cls: "out" },
+      { value: t.input, cls: t.estimated ? "in est" : "in" },
+      { value: t.output, cls: t.estimated ? "out est" : "out" },
     ],
   }));
   container.append(head, barChart(bars, { title: "Tokens per turn", height: 60, slots: 40 }));

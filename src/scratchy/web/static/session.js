@@ -173,7 +173,7 @@ export class SessionView {
     $("export-menu").classList.toggle("disabled", !enabled);
   }
 
-  async open(id, { at = null, count = null } = {}) {
+  async open(id, { at = null } = {}) {
     if (this.id === id && !this.fresh && at == null) return;
     if (this.streaming && this.id === id) return;
     this.reset(id);
@@ -183,9 +183,8 @@ export class SessionView {
     $("s-title").textContent = id;
     $("s-meta").textContent = "Loading…";
     try {
-      // With the count known (from the list), the header and the last page load together.
-      const early = count != null && at == null ? Math.max(0, count - PAGE) : null;
-      const first = early != null ? this.fetchPage(early, PAGE) : null;
+      // The header and the latest page load together (one round trip).
+      const first = at == null ? api.tail(id, PAGE) : null;
       first?.catch(() => {});
       const header = await api.session(id);
       if (generation !== this.generation) return;
@@ -193,8 +192,15 @@ export class SessionView {
       this.total = header.message_count;
       const target = at != null && at < this.total ? at : null;
       const start = target != null ? Math.max(0, target - 10) : Math.max(0, this.total - PAGE);
-      this.lo = this.hi = early ?? start;
-      await this.loadLater(true, first);
+      this.lo = this.hi = start;
+      const latest = first?.then((page) => {
+        if (generation === this.generation) {
+          this.total = page.total;
+          this.lo = this.hi = page.offset;
+        }
+        return page.items;
+      });
+      await this.loadLater(true, latest);
       if (generation !== this.generation) return;
       if (this.hi < this.total) await this.loadLater();
       const t = $("transcript");
@@ -288,23 +294,32 @@ export class SessionView {
     $("earlier").textContent = this.lo > 0 ? `${this.lo} earlier messages — scroll up to load them` : "";
   }
 
+  // Tokens per turn: measured where the turn's final reply carries its usage (turns run by
+  // the server), else estimated from the text (about 4 characters a token) and marked so.
   updateChart() {
     const turns = [];
     let turn = null;
     for (const [, msg] of this.loaded) {
       if (msg.role === "user" || !turn) {
-        turn = { index: turns.length + 1, input: 0, output: 0 };
+        turn = { index: turns.length + 1, input: 0, output: 0, measured: null };
         turns.push(turn);
       }
       const size = estimate(contentText(msg.content));
       if (msg.role === "assistant") {
         turn.output += size;
         for (const call of msg.tool_calls || []) turn.output += estimate(call.function?.arguments);
+        const u = msg.usage;
+        if (u && Number.isFinite(u.input_tokens) && Number.isFinite(u.output_tokens)) {
+          turn.measured = { input: u.input_tokens, output: u.output_tokens };
+        }
       } else if (msg.role !== "system") {
         turn.input += size;
       }
     }
-    tokensChart($("usage-chart"), turns.filter((t) => t.input + t.output > 0));
+    const shown = turns
+      .map((t) => (t.measured ? { index: t.index, ...t.measured, estimated: false } : { ...t, estimated: true }))
+      .filter((t) => t.input + t.output > 0);
+    tokensChart($("usage-chart"), shown);
   }
 
   // --- rendering ------------------------------------------------------------------------------
@@ -474,6 +489,7 @@ export class SessionView {
     if (!input.trim() || this.streaming || !this.id) return;
     $("input").value = "";
     this.autosize();
+    $("messages").querySelectorAll(".notice").forEach((n) => n.remove());
     const id = this.id;
     const generation = this.generation;
     const wasFresh = this.fresh;
@@ -544,6 +560,7 @@ export class SessionView {
           final = data;
         } else if (kind === "error") {
           failure = data.error || { message: "the turn failed" };
+          if (failure.code === "turn_cancelled") failure = { code: "cancelled" };
         }
       }, controller.signal);
     } catch (error) {
@@ -553,6 +570,8 @@ export class SessionView {
       if (segment) segment.replaceChildren(render(text));
       this.streaming = null;
       $("stop").classList.add("hidden");
+      $("stop").disabled = false;
+      $("stop").textContent = "Stop";
       $("send").classList.remove("hidden");
     }
     if (generation !== this.generation) return;
@@ -562,6 +581,8 @@ export class SessionView {
       userNode.remove();
       this.showTurn(final.messages || [], base);
       status.remove();
+    } else if (failure?.code === "cancelled") {
+      await this.afterCancel(id, generation, base, [userNode, live]);
     } else if (failure?.code === "stopped") {
       live.classList.add("stopped");
       status.textContent =
@@ -571,7 +592,7 @@ export class SessionView {
       live.classList.add("failed");
       status.textContent = failure?.message || "The turn failed.";
     }
-    if (wasFresh && (final || failure?.code === "stopped")) {
+    if (wasFresh && (final || failure?.code === "stopped" || failure?.code === "cancelled")) {
       this.fresh = false;
       this.setActions(true);
       history.replaceState({}, "", `/s/${encodeURIComponent(id)}`);
@@ -580,10 +601,41 @@ export class SessionView {
     $("input").focus();
   }
 
-  // Stop reading the reply. The server keeps running the turn to its end and saves it (a
-  // client going away never cancels a turn), so the session stays valid; see afterStop.
-  stop() {
-    this.streaming?.abort();
+  // Stop: the server cancels the turn (in whichever worker runs it) and the stream ends with
+  // a turn_cancelled error; see afterCancel. If the cancel cannot be sent, stop reading: the
+  // server then finishes the turn and saves it (a client going away never cancels a turn).
+  async stop() {
+    const controller = this.streaming;
+    if (!controller || $("stop").disabled) return;
+    $("stop").disabled = true;
+    $("stop").textContent = "Stopping…";
+    try {
+      await api.cancelTurn(this.id);
+    } catch (error) {
+      if (error.code === "no_turn_running") return; // it has just ended: its reply is coming
+      if (this.streaming === controller) controller.abort();
+    }
+  }
+
+  // After a cancelled turn: show what the server kept (the input, the tool calls and their
+  // results), and say that the unfinished reply was dropped.
+  async afterCancel(id, generation, base, pending) {
+    let items = [];
+    try {
+      const header = await api.session(id);
+      if (header.message_count > base) items = await this.fetchPage(base, header.message_count - base);
+    } catch {
+      /* shown as it was streamed */
+    }
+    if (generation !== this.generation) return;
+    if (items.length) {
+      pending.forEach((n) => n.remove());
+      this.showTurn(items, base);
+    } else {
+      pending[1].classList.add("stopped");
+    }
+    const note = el("p", "notice", "Stopped. Your message is kept; the unfinished reply was dropped.");
+    $("messages").append(note);
   }
 
   showTurn(messages, base) {
