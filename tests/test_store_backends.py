@@ -223,6 +223,33 @@ def test_sqlite_many_openers_migrate_once(tmp_path: Path) -> None:
     assert SQLiteStore(url).info("s").message_count == 6  # type: ignore[union-attr]
 
 
+OPEN_AND_APPEND = """
+import sys
+from scratchy.stores.sqlite import SQLiteStore
+SQLiteStore(sys.argv[1]).append("s", [{"role": "user", "content": "x"}])
+"""
+
+
+def test_sqlite_processes_opening_a_new_database_at_once(tmp_path: Path) -> None:
+    # Two processes switching a brand-new database to WAL at the same instant once got
+    # "database is locked" at once (SQLite does not call its busy handler there): repeat
+    # the race on fresh databases and require that every opener succeeds.
+    for round_ in range(5):
+        url = f"sqlite:///{tmp_path}/race{round_}.db"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN_AND_APPEND, url],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for _ in range(4)
+        ]
+        for proc in procs:
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 0, out.decode()
+        assert SQLiteStore(url).info("s").message_count == 4  # type: ignore[union-attr]
+
+
 def test_sqlite_threads_share_one_store(tmp_path: Path) -> None:
     store = SQLiteStore(f"sqlite:///{tmp_path}/t.db")
 
