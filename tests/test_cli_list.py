@@ -34,9 +34,14 @@ def _sessions(tmp_path: Path) -> SessionManager:
 
 def in_terminal(tmp_path: Path, columns: int, *args: str) -> list[str]:
     """The lines ``scratchy sessions list ARGS`` prints in a pty ``columns`` wide."""
+    return sessions_in_terminal(tmp_path, columns, "list", *args)
+
+
+def sessions_in_terminal(tmp_path: Path, columns: int, *args: str) -> list[str]:
+    """The lines ``scratchy sessions ARGS`` prints in a pty ``columns`` wide (exit 0 checked)."""
     child = pexpect.spawn(
         sys.executable,
-        ["-m", "scratchy.cli.main", "sessions", "list", *args],
+        ["-m", "scratchy.cli.main", "sessions", *args],
         cwd=str(tmp_path),
         env=scratchy_env(NO_COLOR="1", COLUMNS=str(columns)),
         encoding="utf-8",

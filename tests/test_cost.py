@@ -11,7 +11,6 @@ from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 
-import pexpect
 import pytest
 
 from scratchy import Agent, SessionManager
@@ -23,7 +22,7 @@ from scratchy.stores.base import _add_usage
 from scratchy.testing import FakeProvider
 
 from .test_cli import SRC, _scratchy, scratchy_env
-from .test_cli_list import ANSI
+from .test_cli_list import sessions_in_terminal
 
 HISTORY = Path("scratchy") / "session_history"
 
@@ -414,26 +413,10 @@ def test_sessions_cost_in_a_pipe_and_as_json(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "No session 'nope'" in missing.stderr
 
 
-def _terminal(tmp_path: Path, columns: int, *args: str) -> list[str]:
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "scratchy.cli.main", "sessions", *args],
-        cwd=str(tmp_path),
-        env=scratchy_env(NO_COLOR="1", COLUMNS=str(columns)),
-        encoding="utf-8",
-        timeout=60,
-        dimensions=(40, columns),
-    )
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0, child.before
-    return [ANSI.sub("", line) for line in (child.before or "").replace("\r", "").splitlines()]
-
-
 @pytest.mark.parametrize("columns", [40, 80])
 def test_sessions_cost_and_list_sort_cost_in_a_terminal(tmp_path: Path, columns: int) -> None:
     _store(tmp_path)
-    lines = _terminal(tmp_path, columns, "cost")
+    lines = sessions_in_terminal(tmp_path, columns, "cost")
     assert all(len(line) <= columns for line in lines[:-1])
     header = lines[0].split()
     assert header[0] == "ID" and header[-1] == "Cost"
@@ -443,7 +426,7 @@ def test_sessions_cost_and_list_sort_cost_in_a_terminal(tmp_path: Path, columns:
     assert lines[4].endswith("unknown (1 unpriced)")
     assert lines[5].startswith("Total for 4 sessions: ≥ $")
 
-    listed = _terminal(tmp_path, columns, "list", "--sort", "cost")
+    listed = sessions_in_terminal(tmp_path, columns, "list", "--sort", "cost")
     assert "Cost" in listed[0].split()
     assert [line.split()[0] for line in listed[1:]] == ["priced", "mixed", "free", "unknown-one"]
     assert all(len(line) <= columns for line in listed)
@@ -488,7 +471,7 @@ def test_repl_status_shows_cost_and_price(tmp_path: Path) -> None:
 def test_server_session_header_carries_the_cost(tmp_path: Path) -> None:
     import httpx
 
-    from .server_helpers import ServerProc, auth
+    from .server_helpers import KEYS, ServerProc, auth
 
     script = tmp_path / "script.json"
     script.write_text(json.dumps({
@@ -501,12 +484,14 @@ def test_server_session_header_carries_the_cost(tmp_path: Path) -> None:
             assert c.post("/v1/sessions/c1/turns", json={"input": "hi"}).status_code == 200
             header = c.get("/v1/sessions/c1").json()
             listed = c.get("/v1/sessions").json()["items"]
+        shown = _session_meta_in_browser(server.url, "c1", KEYS["alice"])
     finally:
         server.close()
     assert header["cost"] == {
         "usd": "0.00021", "status": "complete", "priced_calls": 1, "unpriced_calls": 0,
-        "untracked_tokens": 0,
+        "untracked_tokens": 0, "text": "$0.00021", "calls": 1,
     }  # fmt: skip
+    assert "1,000 in / 100 out tokens · cost $0.00021 · updated" in shown
     assert [i["cost"]["usd"] for i in listed] == ["0.00021"]
 
 
@@ -520,3 +505,22 @@ async def test_a_failing_price_lookup_never_fails_a_turn(monkeypatch) -> None:
     assert await agent.chat("x") == "fine"
     assert str(Cost.of(agent.get_session().metadata)) == "unknown (1 of 1 call unpriced)"
     assert "price data damaged" in pricing_of(mini([])).reason
+
+
+def _session_meta_in_browser(url: str, session_id: str, key: str) -> str:
+    """The web app's line under a session's title, read in a real browser."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    from .web_helpers import launch
+
+    with sync_api.sync_playwright() as p:
+        browser = launch(p)
+        try:
+            context = browser.new_context()
+            context.add_init_script(f"localStorage.setItem('scratchy.apiKey', {json.dumps(key)})")
+            page = context.new_page()
+            page.goto(f"{url}/s/{session_id}")
+            meta = page.locator("#s-meta")
+            sync_api.expect(meta).to_contain_text("cost", timeout=15_000)
+            return meta.inner_text()
+        finally:
+            browser.close()

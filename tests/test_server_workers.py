@@ -137,3 +137,28 @@ def test_worker_killed_mid_turn_keeps_the_users_input(start_server, tmp_path: Pa
         answer = c.get("/v1/sessions/killed/messages")
     assert answer.status_code == 200
     assert "hang, keep me" in [m["content"] for m in answer.json()["items"]]
+
+
+def test_metric_files_of_a_killed_supervisor_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    from scratchy.server.metrics import fresh_multiproc_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid names a directory no process owns any more
+    stale = tmp_path / f"scratchy-metrics-{gone.pid}-abc123"
+    stale.mkdir()
+    (stale / "counter_1.db").write_bytes(b"x")
+    live = tmp_path / f"scratchy-metrics-{os.getppid()}-def456"  # a running supervisor's
+    live.mkdir()
+    other = tmp_path / "scratchy-metrics-notes"
+    other.mkdir()
+    made = Path(fresh_multiproc_dir())
+    assert made.parent == tmp_path and made.name.startswith(f"scratchy-metrics-{os.getpid()}-")
+    assert list(made.iterdir()) == []
+    assert not stale.exists() and live.exists() and other.exists()

@@ -234,7 +234,7 @@ def test_sqlite_processes_opening_a_new_database_at_once(tmp_path: Path) -> None
     # Two processes switching a brand-new database to WAL at the same instant once got
     # "database is locked" at once (SQLite does not call its busy handler there): repeat
     # the race on fresh databases and require that every opener succeeds.
-    for round_ in range(5):
+    for round_ in range(8):
         url = f"sqlite:///{tmp_path}/race{round_}.db"
         procs = [
             subprocess.Popen(

@@ -169,13 +169,11 @@ def _run_uvicorn(host: str, port: int, workers: int, log_level: str) -> None:
         if not server.started:  # uvicorn logged why (address in use...)
             sys.exit(1)
         return
-    from ..server.metrics import MULTIPROC_ENV
+    from ..server.metrics import MULTIPROC_ENV, fresh_multiproc_dir
 
     metrics_dir = None
     if not os.environ.get(MULTIPROC_ENV):  # every worker's /metrics sums all workers
-        import tempfile
-
-        metrics_dir = tempfile.mkdtemp(prefix="scratchy-metrics-")
+        metrics_dir = fresh_multiproc_dir()
         os.environ[MULTIPROC_ENV] = metrics_dir
     bound = config.bind_socket()
     sock = socket.socket(fileno=bound.detach())

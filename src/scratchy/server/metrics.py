@@ -93,3 +93,31 @@ class Metrics:
             registry = prom.CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
         return prom.generate_latest(registry).decode()
+
+
+def fresh_multiproc_dir() -> str:
+    """A new, empty directory for the workers' metric files, named after this process.
+
+    Directories left by a supervisor that was killed (``SIGKILL`` skips its clean-up) are
+    removed first: their name carries the supervisor's pid, and that process is gone.
+    """
+    import re
+    import shutil
+    import tempfile
+
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        found = re.fullmatch(r"scratchy-metrics-(\d+)-\w+", name)
+        if found and not _alive(int(found.group(1))):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"scratchy-metrics-{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

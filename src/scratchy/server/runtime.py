@@ -100,9 +100,15 @@ def header(info: SessionInfo) -> dict[str, Any]:
             "input_tokens": int(usage.get("input_tokens", 0)),
             "output_tokens": int(usage.get("output_tokens", 0)),
         },
-        "cost": Cost.of(usage).as_dict(),  # see scratchy.cost
+        "cost": _cost(Cost.of(usage)),
         "metadata": user_metadata(info.metadata),
     }
+
+
+def _cost(cost: Cost) -> dict[str, Any]:
+    """The cost's JSON form (see :meth:`scratchy.cost.Cost.as_dict`) with ``text``, the
+    amount as ``scratchy sessions show`` prints it, and ``calls``, the model calls counted."""
+    return {**cost.as_dict(), "text": cost.text(short=True), "calls": cost.calls}
 
 
 def user_metadata(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import _db
+
 CATALOG_FILE = "catalog.sqlite"
 SCHEMA_VERSION = 3
 SETTLE_NS = 100_000_000
@@ -124,7 +126,7 @@ class Catalog:
             self.index_dir.mkdir(mode=0o700, exist_ok=True)
             db = self._connect()
             try:
-                self._setup(db)
+                _db.retry_busy(lambda: self._setup(db))
             except sqlite3.OperationalError:  # busy, locked, read-only: not damage
                 db.close()
                 raise

@@ -11,6 +11,8 @@ imports no database driver.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -144,3 +146,26 @@ def load_json_object(text: Any) -> dict[str, Any]:
     except (TypeError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def retry_busy(step: Callable[[], object], budget_s: float = 30.0) -> None:
+    """Run ``step``, retrying while SQLite reports the database busy or locked.
+
+    Switching a database to WAL and the first migration take locks for which SQLite does
+    not always call its busy handler (two processes opening a new database at once get
+    "database is locked" at once): retry those with a short back-off within the budget.
+    """
+    import sqlite3
+
+    deadline = time.monotonic() + budget_s
+    pause = 0.005
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)

@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import SessionError
+from . import _db
 from .base import SearchHit, fts5_query, search_text
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class FileSearchIndex:
 
     def _open(self, where: str) -> sqlite3.Connection:
         db = sqlite3.connect(where, check_same_thread=False, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
+        _db.retry_busy(lambda: db.execute("PRAGMA journal_mode=WAL"))
         db.execute("PRAGMA synchronous=OFF")  # derived data: rebuilt if lost
         if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             db.executescript(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreUnavailableError
+from . import _db
 from .base import fold
 from .memory_base import (
     Memory,
@@ -86,12 +87,7 @@ class SQLiteMemory(MemoryBackend):
             where = str(self.path) if self.path is not None else ":memory:"
             db = sqlite3.connect(where, check_same_thread=False, timeout=30, isolation_level=None)
             db.execute("PRAGMA busy_timeout=30000")
-            if self.path is not None:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
-            else:
-                db.execute("PRAGMA synchronous=OFF")
-            db.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+            _db.retry_busy(lambda: self._prepare(db))
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailableError(
                 f"Cannot open the memory database {self.location} ({exc}): make its directory "
@@ -99,6 +95,16 @@ class SQLiteMemory(MemoryBackend):
             ) from None
         self._db = db
         return db
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        if self.path is not None:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+        else:
+            db.execute("PRAGMA synchronous=OFF")
+        if db.in_transaction:  # a failed attempt's transaction
+            db.execute("ROLLBACK")
+        db.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -29,7 +29,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -143,27 +142,6 @@ def path_from_url(url: str) -> Path:
     return Path(path).expanduser().absolute()
 
 
-def _retry_busy(step: Callable[[], None], budget_s: float = BUSY_TIMEOUT_MS / 1000) -> None:
-    """Run ``step``, retrying while SQLite reports the database busy or locked.
-
-    Switching a database to WAL and the first migration take locks for which SQLite does
-    not always call its busy handler (two processes opening a new database at once get
-    "database is locked" at once): retry those with a short back-off within the budget.
-    """
-    deadline = time.monotonic() + budget_s
-    pause = 0.005
-    while True:
-        try:
-            step()
-            return
-        except sqlite3.OperationalError as exc:
-            text = str(exc).lower()
-            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.2)
-
-
 class SQLiteStore(BaseStore):
     """Sessions in an SQLite database. Thread-safe; safe across processes.
 
@@ -198,7 +176,7 @@ class SQLiteStore(BaseStore):
                 check_same_thread=False,
             )
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            _retry_busy(lambda: self._prepare(db))
+            _db.retry_busy(lambda: self._prepare(db))
         except (sqlite3.Error, OSError) as exc:
             raise self._unavailable(exc) from exc
         self._local.db = db

@@ -238,6 +238,7 @@ export class SessionView {
       `${(usage.input_tokens || 0).toLocaleString()} in / ${(usage.output_tokens || 0).toLocaleString()} out tokens`,
       `updated ${new Date(h.updated_at).toLocaleString()}`,
     ];
+    if (h.cost && h.cost.calls) meta.splice(3, 0, `cost ${h.cost.text}`);
     $("s-meta").textContent = meta.join(" · ");
     $("s-meta").title = `created ${h.created_at}`;
   }
