@@ -51,7 +51,8 @@ export function tokensChart(container, turns) {
   const guessed = turns.filter((t) => t.estimated).length;
   const kind =
     guessed === 0 ? "measured" : guessed === turns.length ? "all estimated" : `${guessed} estimated (pale)`;
-  head.textContent = `Tokens per turn · ${turns.length} turns shown, ${kind} · ${total.toLocaleString()} in all`;
+  const count = `${turns.length} turn${turns.length === 1 ? "" : "s"}`;
+  head.textContent = `Tokens per turn · ${count} shown, ${kind} · ${total.toLocaleString()} in all`;
   head.title =
     "Measured: the usage the model reported for the turn (kept on its final reply). Estimated: " +
     "about 4 characters a token of the text, for turns that did not record their usage.";
