@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import shlex
-import textwrap
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,24 +115,15 @@ async def _help(repl: Repl, args: list[str]) -> None:
             if len(cmd.usage) > column:  # a long usage gets its own line
                 repl.say(f"   {cmd.usage}")
                 lead = " " * (column + 5)
-            _say_wrapped(repl, cmd.help, width, lead, " " * len(lead))
+            repl.say_wrapped(cmd.help, lead, " " * len(lead))
         else:
             repl.say(f"   {cmd.usage}")
-            _say_wrapped(repl, cmd.help, width, "       ", "       ")
+            repl.say_wrapped(cmd.help, "       ", "       ")
     for note in (
         "Esc+Enter inserts a new line; Ctrl-C cancels a reply; Ctrl-D exits.",
         "Start a message with // to send one that begins with / (//usr/bin sends /usr/bin).",
     ):
-        _say_wrapped(repl, note, width, "   ", "   ")
-
-
-def _say_wrapped(repl: Repl, text: str, width: int, first: str, rest: str) -> None:
-    """Print ``text`` wrapped at word boundaries to ``width`` columns, with hanging indent."""
-    lines = textwrap.wrap(
-        text, width=width, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False
-    )
-    for line in lines or [first.rstrip()]:
-        repl.say(line)
+        repl.say_wrapped(note, "   ", "   ")
 
 
 @command("status", "/status", "Show current session info")
@@ -145,38 +135,42 @@ async def _status(repl: Repl, args: list[str]) -> None:
         _usage(repl, "/status")
         return
     session = repl.agent.get_session(repl.session_id)
+
+    def field(text: str) -> None:  # a long value wraps under itself, not under the label
+        repl.say_wrapped(text, "   ", "     ")
+
     info = repl.sm.session_info(repl.session_id)  # what the store holds, now
     repl.say("📊 Current Session Status:")
     repl.say(f"   Session ID: {session.session_id}")
     if info is None:
         repl.say("   Messages: 0")
         repl.say(f"   Created: {local_iso(session.created_at).replace('T', ' ')}")
-        repl.say("   Saved: No (not stored yet: it is stored with its first turn)")
+        field("Saved: No (not stored yet: it is stored with its first turn)")
     elif info.error is not None:
         repl.say("   Messages: ? (the stored session cannot be read)")
-        repl.say(f"   Saved: No ({info.error})")
+        field(f"Saved: No ({info.error})")
     else:
         stored = info.message_count or 0
         repl.say(f"   Messages: {stored}")
         repl.say(f"   Created: {local_iso(info.created_at).replace('T', ' ')}")
         repl.say(f"   Last Activity: {local_iso(info.updated_at).replace('T', ' ')}")
-        repl.say(f"   Saved: {_saved(repl, session.messages, stored, stored_as_in_memory)}")
+        field(f"Saved: {_saved(repl, session.messages, stored, stored_as_in_memory)}")
     usage = (info.metadata if info is not None else session.metadata).get("usage")
     if usage:
         repl.say(
             f"   Tokens: {usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out"
         )
-        repl.say(f"   Cost: {Cost.of(usage)}")
+        field(f"Cost: {Cost.of(usage)}")
     try:
         provider = repl.agent.provider
     except ScratchyError:
         provider = None
     if provider is not None:
         repl.say(f"   Model: {provider.name}:{provider.model}")
-        repl.say(f"   Price: {pricing_of(provider).describe()}")
+        field(f"Price: {pricing_of(provider).describe()}")
         notice = demo_model_notice(repl.agent)
         if notice:
-            repl.say(f"   {notice}")
+            field(notice)
 
 
 def _saved(repl: Repl, memory: list[Any], stored: int, same: Callable[..., bool]) -> str:

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,20 @@ class Repl:
     def say(self, text: str) -> None:
         """Print a line of REPL output (no markup interpretation)."""
         self.console.print(text, markup=False)
+
+    def say_wrapped(self, text: str, first: str = "", rest: str = "") -> None:
+        """Print ``text`` wrapped at word boundaries to the terminal's width (at least 40
+        columns), the first line after ``first``, the others after ``rest``."""
+        lines = textwrap.wrap(
+            text,
+            width=max(40, self.width() - 1),
+            initial_indent=first,
+            subsequent_indent=rest,
+            break_on_hyphens=False,
+            break_long_words=False,  # an id or a path stays whole
+        )
+        for line in lines or [first.rstrip()]:
+            self.say(line)
 
     def error(self, text: str) -> None:
         """Print one red error line."""
@@ -205,7 +220,7 @@ class Repl:
         """One line at start when the model is the embedded demo model."""
         notice = demo_model_notice(self.agent)
         if notice:
-            self.say(notice)
+            self.say_wrapped(notice, "", "  ")
 
     def ensure_tools(self) -> None:
         """Add the built-in tools, once (deferred so that the first prompt shows sooner)."""
