@@ -4,6 +4,7 @@ agent with memory: each owner's turns see that owner's memories only."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,44 @@ def test_server_turns_use_the_owners_memories(server: ServerProc) -> None:
         assert other.json()["reply"] == "no memories"
         gone = alice.delete("/v1/memories", params={"session": "intro"})
         assert gone.json() == {"deleted": [entry["id"]]}
+
+
+def test_serve_memory_on_gives_the_default_agent_memory(tmp_path: Path) -> None:
+    import json
+
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "call_1", "type": "function",
+            "function": {"name": "remember", "arguments": '{"text": "I deploy on Fridays"}'},
+        }]},
+        "Noted.",
+    ]))  # fmt: skip
+    proc = ServerProc(tmp_path, "--model", f"fake:{script}", "--memory", "on", workers=1)
+    try:
+        with proc.client("alice") as alice:
+            done = alice.post("/v1/sessions/plans/turns", json={"input": "I deploy on Fridays"})
+            assert done.status_code == 200 and done.json()["reply"] == "Noted."
+            [entry] = alice.get("/v1/memories", params={"q": "Fridays"}).json()["items"]
+            assert entry["text"] == "I deploy on Fridays"
+            assert entry["source"]["session"] == "plans"
+    finally:
+        proc.close()
+
+
+def test_serve_memory_with_an_agent_of_ones_own_is_one_clear_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_cli import scratchy_env
+
+    done = subprocess.run(
+        [sys.executable, "-m", "scratchy.cli.main", "serve", "--agent",
+         "tests.memory_agents:remembering", "--memory", "auto"],
+        capture_output=True, text=True, cwd=tmp_path, env=scratchy_env(), timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        "Error: --memory applies to the default agent; with --agent, give your Agent "
+        'memory=True or memory="auto"'
+    ]

@@ -43,6 +43,13 @@ def _need_server_packages() -> None:
     "-m", "--model", default=None, help="provider:model for the default agent (without --agent)."
 )
 @click.option(
+    "--memory",
+    type=click.Choice(["off", "on", "auto"]),
+    default="off",
+    show_default=True,
+    help="Memory across sessions for the default agent: on (tools), auto (also extraction).",
+)
+@click.option(
     "--store",
     default=None,
     metavar="DIR|URL",
@@ -95,7 +102,8 @@ def _need_server_packages() -> None:
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
 @click.pass_context
-def serve(ctx: click.Context, agent: str | None, model: str | None, store: str | None,
+def serve(ctx: click.Context, agent: str | None, model: str | None, memory: str,
+          store: str | None,
           host: str, port: int, workers: int, keys_file: str | None, insecure: bool,
           allow_tool: tuple[str, ...], allow_tools: bool, max_body: int, busy_wait: float,
           log_level: str) -> None:  # fmt: skip
@@ -110,9 +118,15 @@ def serve(ctx: click.Context, agent: str | None, model: str | None, store: str |
     from ..errors import UsageError
     from ..server.app import SERVE_ENV, options_app
 
+    if agent and memory != "off":
+        raise UsageError(
+            "--memory applies to the default agent; with --agent, give your Agent memory=True "
+            'or memory="auto"'
+        )
     options = {
         "agent": agent,
         "model": model,
+        "memory": memory,
         "store": store,
         "keys_file": os.path.abspath(keys_file) if keys_file else None,
         "allow_tools": list(allow_tool),

@@ -53,6 +53,7 @@ def create_app(
     store: Any = None,
     keys: Keyring | str | Mapping[str, str] | Iterable[ApiKey] | None = None,
     model: str | None = None,
+    memory: bool | str = False,
     max_body: int = DEFAULT_MAX_BODY,
     allow_tools: Iterable[str] = (),
     allow_all_tools: bool = False,
@@ -69,6 +70,8 @@ def create_app(
         keys: Accepted API keys (``"alice:KEY1,bob:KEY2"``, ``{"alice": "KEY1"}``, a
             ``Keyring``); None reads ``$SCRATCHY_API_KEYS``; none at all: one implicit owner.
         model: ``provider:model`` for the default agent.
+        memory: The default agent's memory across sessions (``True`` or ``"auto"``, as
+            ``Agent(memory=...)``); an agent you pass keeps its own.
         max_body: Largest request body in bytes (larger: 413).
         allow_tools: Names of tools that need approval and may run anyway.
         allow_all_tools: Let every tool run without approval.
@@ -82,7 +85,7 @@ def create_app(
     from .routes_sessions import router as sessions_router
     from .routes_turns import router as turns_router
 
-    agents = AgentSource(agent_or_factory, model)
+    agents = AgentSource(agent_or_factory, model, memory)
     if store is None:
         store = agents.default_store() or open_store(None)
     elif isinstance(store, (str, os.PathLike)):
@@ -312,6 +315,7 @@ def options_app(options: dict[str, Any]) -> FastAPI:
         store=options.get("store"),
         keys=keys,
         model=options.get("model"),
+        memory={"on": True, "auto": "auto"}.get(options.get("memory") or "off", False),
         max_body=int(options.get("max_body") or DEFAULT_MAX_BODY),
         allow_tools=options.get("allow_tools") or (),
         allow_all_tools=bool(options.get("allow_all_tools")),

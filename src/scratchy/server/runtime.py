@@ -244,11 +244,16 @@ def fingerprint(*parts: Any) -> str:
 class AgentSource:
     """Makes the agents: from an ``Agent`` (copied per owner) or a zero-argument factory."""
 
-    def __init__(self, agent_or_factory: Agent | Callable[[], Agent] | None, model: str | None):
+    def __init__(
+        self,
+        agent_or_factory: Agent | Callable[[], Agent] | None,
+        model: str | None,
+        memory: bool | str = False,
+    ) -> None:
         self._template: Agent | None = None
         self._factory: Callable[[], Agent] | None = None
         if agent_or_factory is None:
-            self._factory = lambda: Agent(model=model, autosave=False)
+            self._factory = lambda: Agent(model=model, autosave=False, memory=memory)  # type: ignore[arg-type]
         elif isinstance(agent_or_factory, Agent):
             self._template = agent_or_factory
         elif callable(agent_or_factory):
