@@ -142,3 +142,18 @@ def test_limit_in_a_pipe_and_in_json(tmp_path: Path) -> None:
     assert [r["id"] for r in json.loads(as_json.stdout)] == newest[:3]
     everything = _scratchy("sessions", "list", "--limit", "0", cwd=tmp_path)
     assert len(everything.stdout.splitlines()) == len(IDS)
+
+
+def test_show_wraps_messages_at_words_in_a_terminal_and_not_in_a_pipe(tmp_path: Path) -> None:
+    path = "/home/someone/projects/a-very-long-directory-name/with/a/deep/file_name.py"
+    text = f"{TITLE} Look at {path} and tell me.\nSecond line stays a line."
+    SessionManager(tmp_path / HISTORY).save_session("w", [{"role": "user", "content": text}])
+    lines = sessions_in_terminal(tmp_path, 60, "show", "w")
+    body = lines[lines.index("") + 1 :]
+    assert body[0] == "user: How do I sort a list of dictionaries by two keys, one"
+    assert all(len(line) <= 59 for line in body if path not in line)
+    assert f"  {path}" in body  # a word wider than the terminal is kept whole
+    assert " ".join(line.strip() for line in body[:-1]) == f"user: {text.splitlines()[0]}"
+    assert body[-1] == "Second line stays a line."
+    piped = _scratchy("sessions", "show", "w", cwd=tmp_path, COLUMNS="60")
+    assert piped.stdout.splitlines()[-2:] == [f"user: {text.splitlines()[0]}", body[-1]]

@@ -306,7 +306,7 @@ async def _history(repl: Repl, args: list[str]) -> None:
         return
     n = int(args[0]) if args else 10
     messages = repl.agent.get_session(repl.session_id).messages
-    repl.say(format_transcript(messages[-n:]) or "(no messages)")
+    repl.say(format_transcript(messages[-n:], repl.width()) or "(no messages)")
 
 
 @command("delete", "/delete <id>", "Delete a stored session", sessions=True)

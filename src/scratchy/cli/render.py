@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from typing import Any
 
 from ..export import call_summary as _call_summary
@@ -17,20 +18,40 @@ def call_summary(name: str, arguments: str | dict[str, Any]) -> str:
     return _call_summary(name, arguments, brief=True)
 
 
-def format_transcript(messages: list[Message]) -> str:
-    """A plain-text transcript, tool calls on one line each."""
+def format_transcript(messages: list[Message], width: int | None = None) -> str:
+    """A plain-text transcript, tool calls on one line each.
+
+    With ``width`` (a terminal's columns) each line of a message is wrapped at word
+    boundaries, continued two columns in; a word longer than the width (a path, a URL) stays
+    whole. Without it (a pipe) every line is as stored.
+    """
     lines: list[str] = []
+
+    def add(text: str) -> None:
+        if width is None:
+            lines.append(text)
+            return
+        for line in text.split("\n"):
+            wrapped = textwrap.wrap(
+                line,
+                width=max(20, width - 1),
+                subsequent_indent="  ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            lines.extend(wrapped or [""])
+
     for msg in messages:
         role = msg.get("role")
         if role == "tool":
-            lines.append(f"  ↳ {msg.get('name') or 'tool'}: {short(text_of(msg), 100)}")
+            add(f"  ↳ {msg.get('name') or 'tool'}: {short(text_of(msg), 100)}")
             continue
         text = text_of(msg)
         if text:
-            lines.append(f"{role}: {text}")
+            add(f"{role}: {text}")
         for call in msg.get("tool_calls") or []:
             fn = call.get("function", {})
-            lines.append(f"  ⚙ {call_summary(fn.get('name', '?'), fn.get('arguments', ''))}")
+            add(f"  ⚙ {call_summary(fn.get('name', '?'), fn.get('arguments', ''))}")
     return "\n".join(lines)
 
 

@@ -264,7 +264,8 @@ def show(session_id: str, directory: str | None, last: int) -> None:
     from .render import format_transcript
 
     click.echo()
-    click.echo(format_transcript(messages[-last:] if last else messages))
+    width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else None
+    click.echo(format_transcript(messages[-last:] if last else messages, width))
 
 
 @sessions.command()
