@@ -134,8 +134,9 @@ def test_both_decoders_agree_on_every_session_we_write(
     assert not doc.endswith((" ", "\n")) and "\t" not in doc and "\n\n" not in doc
 
 
-EDITS = [" ", "\n", "\n  ", "\n \n", "\t[", "\n    ", ",", ":", '"', "\\", "-", "- ", "\t", "|", "\r", "1", "[",
-         "]", "{", "}", "#", "x", "0", "e", ".", "é", "\u2028", " {", "{a}", "[2]"]  # fmt: skip
+EDITS = [" ", "\n", "\n  ", "\n \n", "\t[", "\n    ", ",", ":", '"', "\\", "-", "- ", "\t",
+         "|", "\r", "1", "[", "]", "{", "}", "#", "x", "0", "e", ".", "é", "\u2028", " {", "{a}",
+         "[2]"]  # fmt: skip
 
 
 @SETTINGS
