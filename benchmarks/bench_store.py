@@ -8,7 +8,8 @@ Prints tables in milliseconds (median of several runs unless said otherwise):
   cost) and the bytes written per turn (``wchar`` of ``/proc/self/io``) against the turn's TOON
   size; beside it, the naive store that rewrites the whole session as JSON with fsync;
 * load N messages (a session of exactly N, before the appends), beside ``json.loads`` of the
-  same messages, run alternately; then closing the session (which folds its journal);
+  same messages, run alternately, with ``toons`` (``scratchy[fast]``) when installed and with
+  the pure-Python decoder; then closing the session (which folds its journal);
 * the first page of 20 among M sessions (new store, kept open, and just after a write by
   another store, when the catalog must first reconcile the directory's names), and the whole
   ``list_sessions()`` (new store and kept open), beside the floor (``os.scandir`` + ``stat``
@@ -34,6 +35,11 @@ from pathlib import Path
 from scratchy import SessionManager
 from scratchy.stores import _journal as jr
 from scratchy.stores.toon_files import TOONFileStore, encode_message
+
+try:  # the optional compiled decoder (scratchy[fast]); absent from older trees
+    from scratchy.stores import _toon_accel as accel
+except ImportError:
+    accel = None  # type: ignore[assignment]
 
 TOOL_RESULT = "def main():\n    with open('x') as f:\n        return f.read()\n" * 17  # ~1 KB
 
@@ -124,6 +130,13 @@ def bench_size(root: Path, n: int, repeat: int) -> list[tuple[str, str, str]]:
     t_load, t_json_load = timed_pair(
         lambda: TOONFileStore(d).load("s"), lambda: json.loads(raw), repeat
     )
+    t_pure = t_json_pure = None
+    if accel is not None and accel.accelerated():  # the pure-Python decoder, same run
+        accel.ENABLED = False
+        t_pure, t_json_pure = timed_pair(
+            lambda: TOONFileStore(d).load("s"), lambda: json.loads(raw), repeat
+        )
+        accel.ENABLED = True
     turn_bytes = len("\n".join(encode_message(m) for m in turn(0)).encode()) + 1
     # median append (journal appends, or rewrites below the journal threshold)
     k = [0]
@@ -182,7 +195,17 @@ def bench_size(root: Path, n: int, repeat: int) -> list[tuple[str, str, str]]:
             f"{t_json_load:.1f} (json.loads)",
         ),
         ("  close the session (folds its journal, if any)", f"{t_close:.1f}", ""),
-    ]
+    ] + (
+        [
+            (
+                f"load {n:,} msgs, pure-Python decoder (no toons)",
+                f"{t_pure:.1f} = {t_pure / t_json_pure:.1f}x json",
+                f"{t_json_pure:.1f} (json.loads)",
+            )
+        ]
+        if t_pure is not None and t_json_pure is not None
+        else []
+    )
 
 
 def bench_listing(root: Path, m: int, repeat: int) -> list[tuple[str, str, str]]:

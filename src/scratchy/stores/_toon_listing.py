@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import operator
 import os
 import threading
 import time
@@ -33,11 +34,13 @@ if TYPE_CHECKING:
 
 SUFFIX = "_chat.toon"
 _HEAD_MESSAGES = b"\nmessages["
+_DICT = operator.itemgetter(3)
 
 
-_Entry = tuple[int, str, list[Any], dict[str, Any]]
-"""One listed session: (sort key, id, [header or None, created_at, updated_at, version],
-``header.as_dict()``), shared by listings (the header is built when first needed)."""
+_Entry = list[Any]
+"""One listed session: [sort key, id, [header or None, created_at, updated_at, version,
+metadata], ``header.as_dict()``], shared by listings (the header is built when first needed).
+Lists, not tuples: the snapshot's JSON decodes straight into them."""
 LISTING = "listing.json"
 """A snapshot of the last full listing (``.index/listing.json``): lets a new process list
 without reading the catalog; every entry is checked against its file's ``stat`` like a row."""
@@ -46,7 +49,7 @@ without reading the catalog; every entry is checked against its file's ``stat`` 
 def _entry(info: SessionInfo, key_sort: int) -> _Entry:
     extra = [info, info.created_at.isoformat(), info.updated_at.isoformat(), info.version]
     extra.append(info.metadata)  # usage and cost totals included: listings show them
-    return (key_sort, info.id, extra, info.as_dict())
+    return [key_sort, info.id, extra, info.as_dict()]
 
 
 def _entry_info(e: _Entry) -> SessionInfo:
@@ -79,8 +82,9 @@ class ListingMixin:
 
     directory: Path
     _catalog: Catalog
-    _known: dict[str, tuple[tuple[int, ...], _Entry]]
+    _known: dict[str, list[Any]]  # id -> [stat key (file's, then journal's), entry]
     _known_tz: str
+    _sorted: list[_Entry] | None = None  # the entries of _known, sorted (None: to sort)
     _listing_stale: bool = True
 
     # -- stats ---------------------------------------------------------------------------------
@@ -217,7 +221,14 @@ class ListingMixin:
 
     def list_dicts(self: TOONFileStore) -> list[dict[str, Any]]:
         """``[info.as_dict() for info in self.list()]``, without building the headers again."""
-        return [dict(e[3]) for e in self._scan()]
+        entries = self._scan()
+        paused = gc.isenabled()
+        gc.disable()  # 10,000s of new dicts, no cycles: the collector would rescan the cache
+        try:
+            return list(map(dict, map(_DICT, entries)))
+        finally:
+            if paused:
+                gc.enable()
 
     def _scan(self: TOONFileStore) -> list[_Entry]:
         """Every session, newest first, as shared entries (callers copy what they return),
@@ -238,9 +249,7 @@ class ListingMixin:
         gc.disable()  # many small objects, no cycles: the collector would only rescan them
         try:
             with self._mutex:
-                out = self._scan_entries(entries, journals, marks, dir_mtime, seen_at)
-            out.sort(reverse=True)  # (sort key, id): BaseStore's (updated_at, id) order
-            return out
+                return self._scan_entries(entries, journals, marks, dir_mtime, seen_at)
         finally:
             if paused:
                 gc.enable()
@@ -258,13 +267,13 @@ class ListingMixin:
         meta = catalog.meta() if usable else {}
         tz = _tz()
         if self._known_tz != tz:
-            self._known, self._known_tz = {}, tz
+            self._known, self._known_tz, self._sorted = {}, tz, None
         known = self._known
         if not known:
             known.update(self._load_listing(tz))
         pending = catalog.pending() if usable else set()
         out: list[_Entry] = []
-        misses: list[tuple[str, str, tuple[int, ...]]] = []
+        misses: list[tuple[str, str, list[int]]] = []
         cut = len(SUFFIX)
         for entry in entries:
             name = entry.name
@@ -275,9 +284,9 @@ class ListingMixin:
                 st = entry.stat()
             except FileNotFoundError:
                 continue
-            key: tuple[int, ...] = (st.st_ino, st.st_size, st.st_mtime_ns)
+            key = [st.st_ino, st.st_size, st.st_mtime_ns]
             if journals and session_id in journals:
-                key += tuple(journals[session_id])
+                key += journals[session_id]
             hit = known.get(session_id)
             if hit is not None and hit[0] == key and session_id not in pending:
                 out.append(hit[1])
@@ -291,7 +300,7 @@ class ListingMixin:
                 rows = {}
         for session_id, path, key in misses:
             row = rows.get(session_id)
-            if row is not None and tuple(row[0]) == key and session_id not in pending:
+            if row is not None and row[0] == key and session_id not in pending:
                 info = _info_from_row(session_id, row)
             else:
                 try:
@@ -302,12 +311,17 @@ class ListingMixin:
                     continue
                 fixes.append((session_id, _row(info, list(key)), sort_key(info.updated_at)))
             item = _entry(info, sort_key(info.updated_at))
-            known[session_id] = (key, item)
+            known[session_id] = [key, item]
             out.append(item)
         if len(known) > len(out):
             present = {e[1] for e in out}
             for session_id in [k for k in known if k not in present]:
                 del known[session_id]
+        elif not misses and self._sorted is not None and len(self._sorted) == len(out):
+            out = self._sorted  # the same entries as last time: the same order
+        if out is not self._sorted:
+            out.sort(reverse=True)  # (sort key, id): BaseStore's (updated_at, id) order
+            self._sorted = out
         if misses or self._listing_stale:
             self._save_listing(tz)
         if not usable:
@@ -334,48 +348,37 @@ class ListingMixin:
                 mark.unlink(missing_ok=True)
         return out
 
-    def _load_listing(self, tz: str) -> dict[str, tuple[tuple[int, ...], _Entry]]:
+    def _load_listing(self, tz: str) -> dict[str, list[Any]]:
         """The entries of the last full listing's snapshot (unchecked: the caller checks
         each against its file), {} when there is none or it is of another time zone."""
         self._listing_stale = True
         try:
             data = json.loads((self.directory / ".index" / LISTING).read_bytes())
-            if data.get("tz") != tz or data.get("format") != 3:
+            if data.get("tz") != tz or data.get("format") != 4:
                 return {}
-            out = {}
-            for sid, (key, order, title, lc, lu, count, size, error, c, u, version, meta) in data[
-                "rows"
-            ].items():
-                d = {
-                    "id": sid,
-                    "title": title,
-                    "created_at": lc,
-                    "updated_at": lu,
-                    "message_count": count,
-                    "size": size,
-                    "corrupted": error is not None,
-                    "error": error,
-                }
-                out[sid] = (tuple(key), (order, sid, [None, c, u, version, meta], d))
+            rows = data["rows"]  # [[key, entry], ...], newest first: see _save_listing
+            if not all(
+                type(r[0]) is list and type(r[1][2]) is list and type(r[1][3]) is dict for r in rows
+            ):
+                return {}
+            out = {r[1][1]: r for r in rows}
+            self._sorted = sorted((r[1] for r in rows), reverse=True)  # linear: sorted already
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return {}
         self._listing_stale = False
         return out
 
     def _save_listing(self, tz: str) -> None:
-        """Write the snapshot of what this listing saw (atomically, no fsync: derived)."""
-        rows = {}
-        for sid, (key, e) in self._known.items():
-            d, extra = e[3], e[2]
-            rows[sid] = [
-                key, e[0], d["title"], d["created_at"], d["updated_at"], d["message_count"],
-                d["size"], d["error"], extra[1], extra[2], extra[3], extra[4],
-            ]  # fmt: skip
+        """Write the snapshot of what this listing saw, in its order (atomically, no fsync:
+        derived). Its rows are the entries themselves, decoded as they are by the next
+        process (the cached header left out)."""
+        known = self._known
+        rows = [[known[e[1]][0], [e[0], e[1], [None, *e[2][1:]], e[3]]] for e in self._sorted or ()]
         index = self.directory / ".index"
         tmp = index / f".{LISTING}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             tmp.write_text(
-                json.dumps({"format": 3, "tz": tz, "rows": rows}, ensure_ascii=False),
+                json.dumps({"format": 4, "tz": tz, "rows": rows}, ensure_ascii=False),
                 encoding="utf-8",
             )
             os.chmod(tmp, 0o600)
