@@ -23,7 +23,7 @@ sessions (100,000) of the owner ``bob`` after 1,000 of ``alice`` (``bench_server
 the store's own layout, in bulk), starts the server with keys and times (median of 20) bob's
 first page (20) of ``GET /v1/sessions``, his second page (by ``next_cursor``), alice's first
 page (behind 100,000 newer sessions of bob's), and alice's ``q=`` search for a word in one of
-her sessions.
+her sessions (and for a word in every session of both owners).
 
 ``SCRATCHY_SRC=DIR`` runs the servers and this process on the code of ``DIR`` (another worktree's
 ``src``: a baseline in the same run).
@@ -244,6 +244,9 @@ async def pages(port: int, count: int, repeat: int) -> dict[str, float]:
     path = "/v1/sessions?limit=20&q=zyzzyva"
     out["alice_q"], hits = await timed_get(port, "alice", path, repeat)
     assert [i["id"] for i in hits["items"]] == ["needle"], hits
+    path = "/v1/sessions?limit=20&q=hello"  # in every session of both owners
+    out["alice_q_common"], hits = await timed_get(port, "alice", path, repeat // 4)
+    assert len(hits["items"]) == 20, hits
     return out
 
 
@@ -315,7 +318,8 @@ def main() -> None:
             print(
                 f"{backend:8} GET /v1/sessions among {args.sessions} (median ms): first page "
                 f"{got['bob_first']:.1f}, second {got['bob_second']:.1f}; another owner's "
-                f"first page {got['alice_first']:.1f}, its q= search {got['alice_q']:.1f}  "
+                f"first page {got['alice_first']:.1f}, its q= search {got['alice_q']:.1f} (a "
+                f"word in every session: {got['alice_q_common']:.0f})  "
                 f"(load {os.getloadavg()[0]:.2f})",
                 flush=True,
             )

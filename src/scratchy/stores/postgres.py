@@ -666,11 +666,11 @@ class _PostgresWriter:
             ) as copy:
                 for r in rows:
                     copy.write_row(r)
-        elif rows:
-            self.conn.cursor().executemany(
-                "INSERT INTO scratchy_messages (session_pk, idx, role, data, body) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                rows,
+        elif rows:  # one statement (executemany costs a pipeline's set-up, even for one row)
+            self.conn.execute(
+                "INSERT INTO scratchy_messages (session_pk, idx, role, data, body) VALUES "
+                + ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows)),
+                [value for row in rows for value in row],
             )
         return sum(len(d.encode("utf-8")) for d in encoded)
 
