@@ -150,12 +150,18 @@ async def open_loop(
     latencies in ms from each turn's scheduled time)."""
     latencies: list[float] = []
     total = max(connections, int(rate * seconds))
+    conns = [Conn(port) for _ in range(connections)]
+    # every connection opened and its session created first (not counted): the schedule
+    # starts once they are all done, so that the warm-up burst is not measured as latency
+    await asyncio.gather(
+        *(c.request("POST", f"/v1/sessions/{tag}_o{n}/turns", {"input": "hi"})
+          for n, c in enumerate(conns))
+    )  # fmt: skip
     start = time.perf_counter() + 0.05
 
     async def connection(n: int) -> None:
-        conn = Conn(port)
+        conn = conns[n]
         try:
-            await conn.request("POST", f"/v1/sessions/{tag}_o{n}/turns", {"input": "hi"})
             for k in range(n, total, connections):
                 due = start + k / rate
                 pause = due - time.perf_counter()
