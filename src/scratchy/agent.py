@@ -500,15 +500,9 @@ class Agent:
 
     async def asave(self, session: Session, *, overwrite: bool = False) -> None:
         """:meth:`save` in a worker thread (the event loop never waits on store I/O); saves of
-        one session run one at a time (a cancelled turn's save waits for one still running).
-        ``session.then_saved``, when set, runs once in the same thread after a save that worked."""
+        one session run one at a time (a cancelled turn's save waits for one still running)."""
         async with session.__dict__.setdefault("_save_lock", asyncio.Lock()):
-            await asyncio.to_thread(self._save_then, session, overwrite)
-
-    def _save_then(self, session: Session, overwrite: bool) -> None:
-        self.save(session, overwrite=overwrite)
-        if (then := session.__dict__.pop("then_saved", None)) is not None:
-            then()
+            await asyncio.to_thread(self.save, session, overwrite=overwrite)
 
     def refresh(self, session: Session) -> None:
         """Pick up what other processes stored, unless this history has unsaved changes."""

@@ -151,12 +151,6 @@ class TurnLock:
             cm, self._cm = self._cm, None
             cm.__exit__(None, None, None)
 
-    def release_after_save(self) -> None:
-        """:meth:`release_now` in the thread of the turn's last save (one thread hop less a
-        turn); a lock that cannot be released lapses with its connection or lease."""
-        with contextlib.suppress(Exception):
-            self.release_now()
-
     async def release(self) -> None:
         """Let the next turn in."""
         if self._cm is not None:
@@ -591,8 +585,6 @@ class Runtime:
                     result = _result(session, event.text, before, turn.id)
                     if idem is not None:  # before the agent's save (if it saves itself)
                         _remember(session.metadata, idem, result)
-                    if lock is not None and agent.autosave:  # released in the save's thread
-                        session.__dict__["then_saved"] = lock.release_after_save
                 else:
                     turn.put(*_event(event))
             if result is None:
@@ -630,8 +622,7 @@ class Runtime:
                 if self._running.get(key) is turn:
                     del self._running[key]
             if lock is not None:
-                session.__dict__.pop("then_saved", None)
-                await lock.release()  # (nothing to do when the agent's save released it)
+                await lock.release()
         if error is None:
             assert result is not None
             turn.result = result | {"session_id": turn.session_id}
