@@ -194,6 +194,41 @@ def test_sqlite_v1_database_is_upgraded(tmp_path: Path) -> None:
     assert _schema(path) == (version, rows)
 
 
+def test_sqlite_v3_database_gets_the_owner_page_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scratchy.stores import sqlite as sqlite_store
+
+    url = f"sqlite:///{tmp_path}/v3.db"
+    with monkeypatch.context() as patch:  # a store of the released version 3 makes the database
+        patch.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS[:3])
+        patch.setattr(sqlite_store, "SCHEMA_VERSION", 3)
+        old = SQLiteStore(url)
+        for owner in ("alice", "bob", None):
+            view = old if owner is None else old.scoped(owner)
+            for i in range(3):
+                view.append(f"s{i}", [{"role": "user", "content": f"{owner} {i}"}])
+        old.close()
+    store = SQLiteStore(url)
+    assert _schema(tmp_path / "v3.db")[0] == SCHEMA_VERSION
+    for owner in ("alice", "bob", None):
+        view = store if owner is None else store.scoped(owner)
+        first = view.list_page(limit=2)
+        assert [i.id for i in first.items] == ["s2", "s1"]
+        assert [i.id for i in view.list_page(limit=2, cursor=first.next_cursor).items] == ["s0"]
+    with sqlite3.connect(tmp_path / "v3.db") as db:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM sessions WHERE deleted_at IS NULL "
+            f"AND {sqlite_store._NS}=? AND (updated_at, id) < (?, ?) "
+            "ORDER BY updated_at DESC, id DESC LIMIT 3",
+            ("alice/", "9999", "x"),
+        ).fetchall()
+    assert "sessions_page" in names and "sessions_updated" not in names
+    text = " ".join(str(r[-1]) for r in plan)
+    assert "USING INDEX sessions_page" in text and "TEMP B-TREE" not in text, text
+
+
 def test_sqlite_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     SQLiteStore(f"sqlite:///{path}").close()

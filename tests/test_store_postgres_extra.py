@@ -81,19 +81,53 @@ def test_v2_schema_is_upgraded_with_cjk_bodies_split(
             )
         }
     assert versions == list(range(1, SCHEMA_VERSION + 1))
-    assert "scratchy_sessions_page" in indexes and "scratchy_sessions_updated" not in indexes
+    assert "scratchy_sessions_owner_page" in indexes
+    assert "scratchy_sessions_page" not in indexes and "scratchy_sessions_updated" not in indexes
     PostgresStore(url).close()  # idempotent
 
 
-def test_pages_use_the_keyset_index(postgres_url: str, pg: tuple[str, str]) -> None:
-    from scratchy.stores.postgres import PostgresStore
+def test_v4_schema_gets_the_owner_page_index(
+    postgres_url: str, pg: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scratchy.stores import postgres
+    from scratchy.stores.postgres import SCHEMA_VERSION, PostgresStore
+
+    url, schema = pg
+    with monkeypatch.context() as patch:  # a store of the released version 4 makes the schema
+        patch.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:4])
+        patch.setattr(postgres, "SCHEMA_VERSION", 4)
+        old = PostgresStore(url)
+        for owner in ("alice", "bob", None):
+            view = old if owner is None else old.scoped(owner)
+            for i in range(3):
+                view.append(f"s{i}", [user(f"{owner} {i}")])
+        old.close()
+    store = PostgresStore(url)
+    for owner in ("alice", "bob", None):
+        view = store if owner is None else store.scoped(owner)
+        first = view.list_page(limit=2)
+        assert [i.id for i in first.items] == ["s2", "s1"]
+        assert [i.id for i in view.list_page(limit=2, cursor=first.next_cursor).items] == ["s0"]
+    store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'SET search_path = "{schema}"')
+        versions = [r[0] for r in conn.execute("SELECT version FROM scratchy_schema_migrations")]
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+    assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1))
+    assert "scratchy_sessions_owner_page" in indexes and "scratchy_sessions_page" not in indexes
+
+
+def test_pages_use_the_owner_keyset_index(postgres_url: str, pg: tuple[str, str]) -> None:
+    from scratchy.stores.postgres import _BY_ID, _NS, PostgresStore
 
     url, schema = pg
     store = PostgresStore(url)
     for i in range(5):
         store.append(f"s{i}", [user(str(i))])
+        store.scoped("bob").append(f"b{i}", [user(str(i))])  # newer, another owner's
     first = store.list_page(limit=2)
     assert [i.id for i in first.items] == ["s4", "s3"]
+    assert [i.id for i in store.scoped("bob").list_page(limit=2).items] == ["b4", "b3"]
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f'SET search_path = "{schema}"')
         conn.execute("SET enable_seqscan = off")
@@ -102,12 +136,13 @@ def test_pages_use_the_keyset_index(postgres_url: str, pg: tuple[str, str]) -> N
             r[0]
             for r in conn.execute(
                 "EXPLAIN SELECT id FROM scratchy_sessions WHERE deleted_at IS NULL "
-                "AND left(id, 0) = '' AND strpos(substr(id, 1), '/') = 0 "
-                "AND (updated_at, id COLLATE \"C\") < (now(), 'x') "
-                'ORDER BY updated_at DESC, id COLLATE "C" DESC LIMIT 3'
+                f"AND {_NS} = 'alice/' AND (updated_at, {_BY_ID}) < (now(), 'x') "
+                f"ORDER BY updated_at DESC, {_BY_ID} DESC LIMIT 3"
             )
         )
-    assert "scratchy_sessions_page" in plan and "Sort" not in plan
+    # the namespace and the keyset are both index conditions: no filter, no sort
+    assert "scratchy_sessions_owner_page" in plan and "Sort" not in plan, plan
+    assert "Filter" not in plan and "ROW(updated_at" in plan, plan
     store.close()
 
 

@@ -53,7 +53,7 @@ async def run_turn(
         body.input,
         wait=body.if_busy == "wait",
         idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint("turn", body.input),
+        request_fingerprint=fingerprint("turn", body.input) if idempotency_key else "",
     )
     headers = {"Idempotent-Replayed": "true"} if turn.replayed else {}
     if wants_stream(request, body.stream):

@@ -11,7 +11,9 @@ Tables (the schema version is kept in ``scratchy_schema_migrations``; see :data:
   ``title``, ``metadata`` JSON, ``message_count``, ``size``, ``version``, ``deleted_at``). Live
   rows have ``deleted_at`` NULL (one per id, by a partial unique index); the trash is the rows
   where it is set. An owner's sessions (:meth:`~scratchy.stores.base.BaseStore.scoped`) have ids
-  ``owner/id``. Pages are read by keyset on an index of ``(updated_at DESC, id DESC)``.
+  ``owner/id``. Pages are read by keyset on an index of ``(namespace, updated_at DESC, id
+  DESC)`` (the namespace: the id up to its last "/"), so a page reads its rows only, whoever
+  owns the other sessions.
 * ``scratchy_messages``: one row per message (``session_pk``, ``idx``, ``role``, ``data`` JSON
   text, ``body`` searchable text), so an append inserts only the new rows. A GIN index on
   ``to_tsvector('simple', body)`` serves search (``ts_rank``, ``ts_headline``).
@@ -83,6 +85,8 @@ _HEADLINE = (
 )
 # Ids are ordered by code point (as Python orders them), whatever the database's collation.
 _BY_ID = 'id COLLATE "C"'
+# The namespace of an id: up to its last "/" ("" without one); the page index leads with it.
+_NS = "coalesce(substring(id from '^(.*/)'), '')"
 
 
 def _split_cjk_bodies(conn: Any) -> None:
@@ -164,6 +168,15 @@ MIGRATIONS: list[tuple[int, str, list[Any]]] = [
         ],
     ),
     (4, "search text: Chinese/Japanese/Korean characters one by one", [_split_cjk_bodies]),
+    (
+        5,
+        "keyset paging per owner (index on the id's namespace, updated_at DESC, id DESC)",
+        [
+            f"CREATE INDEX scratchy_sessions_owner_page ON scratchy_sessions "
+            f"(({_NS}), updated_at DESC, {_BY_ID} DESC) WHERE deleted_at IS NULL",
+            "DROP INDEX IF EXISTS scratchy_sessions_page",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -456,19 +469,19 @@ class PostgresStore(BaseStore):
         return row is not None
 
     def _list(self, ns: str) -> list[SessionInfo]:
-        where, args = _in_ns(ns)
         rows = self._tx(
             lambda c: c.execute(
-                f"SELECT {_HEADER} FROM scratchy_sessions WHERE deleted_at IS NULL AND {where}",
-                args,
+                f"SELECT {_HEADER} FROM scratchy_sessions WHERE deleted_at IS NULL AND {_NS} = %s",
+                (ns,),
             ).fetchall(),
             write=False,
         )
         return [self._info(r) for r in rows]
 
     def _page(self, ns: str, limit: int, after: tuple[datetime, str] | None) -> list[SessionInfo]:
-        """One keyset page, served by the ``scratchy_sessions_page`` index."""
-        where, args = _in_ns(ns)
+        """One keyset page, served by the ``scratchy_sessions_owner_page`` index (the owner's
+        namespace, then the activity order): it reads the page's rows only."""
+        where, args = f"{_NS} = %s", (ns,)
         if after is not None:
             where += f" AND (updated_at, {_BY_ID}) < (%s, %s)"
             args = (*args, after[0], after[1])
@@ -653,11 +666,11 @@ class _PostgresWriter:
             ) as copy:
                 for r in rows:
                     copy.write_row(r)
-        elif rows:
-            self.conn.cursor().executemany(
-                "INSERT INTO scratchy_messages (session_pk, idx, role, data, body) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                rows,
+        elif rows:  # one statement (executemany costs a pipeline's set-up, even for one row)
+            self.conn.execute(
+                "INSERT INTO scratchy_messages (session_pk, idx, role, data, body) VALUES "
+                + ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows)),
+                [value for row in rows for value in row],
             )
         return sum(len(d.encode("utf-8")) for d in encoded)
 

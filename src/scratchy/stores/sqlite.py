@@ -56,6 +56,9 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore"]
 
 BUSY_TIMEOUT_MS = 30_000
 _HEADER = "id, created_at, updated_at, message_count, title, size, version, metadata"
+# The namespace of an id: up to its last "/" ("" without one), as the page index computes it
+# (rtrim drops every trailing character that is not a "/").
+_NS = "rtrim(id, replace(id, '/', ''))"
 
 
 def _split_cjk_text(db: sqlite3.Connection) -> None:
@@ -122,6 +125,15 @@ MIGRATIONS: list[tuple[int, str, list[Any]]] = [
         ],
     ),
     (3, "search text: Chinese/Japanese/Korean characters one by one", [_split_cjk_text]),
+    (
+        4,
+        "keyset paging per owner (index on the id's namespace, updated_at DESC, id DESC)",
+        [
+            f"CREATE INDEX sessions_page ON sessions({_NS}, updated_at DESC, id DESC) "
+            "WHERE deleted_at IS NULL",
+            "DROP INDEX IF EXISTS sessions_updated",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -348,7 +360,9 @@ class SQLiteStore(BaseStore):
         return [self._info(r) for r in rows]
 
     def _page(self, ns: str, limit: int, after: tuple[datetime, str] | None) -> list[SessionInfo]:
-        where, args = self._in_ns(ns)
+        """One keyset page, served by the ``sessions_page`` index (the owner's namespace, then
+        the activity order): it reads the page's rows only."""
+        where, args = f"{_NS}=?", (ns,)
         if after is not None:
             where += " AND (updated_at, id) < (?, ?)"
             args = (*args, _db.iso(after[0]), after[1])
