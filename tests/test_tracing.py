@@ -119,6 +119,7 @@ async def test_a_turn_with_two_tool_calls_is_one_tree_with_the_genai_attributes(
             s.attributes["gen_ai.usage.input_tokens"] for s in spans if s.name.startswith("chat")
         ),
         "gen_ai.usage.output_tokens": 3,  # "5 and 20": three words
+        "gen_ai.usage.cost": 0.0,  # a scripted model is free
     }
     first, second = spans[0], spans[3]
     assert first.kind is SpanKind.INTERNAL  # an in-process model (CLIENT for remote ones)
@@ -593,3 +594,34 @@ def test_a_tracing_value_that_is_not_understood_is_said_once() -> None:
 
 
 # -- the OTLP/HTTP exporter, end to end ------------------------------------------------------
+
+
+async def test_spans_carry_the_price_of_their_calls_and_the_turn_its_total(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    from scratchy.providers.base import ModelResponse, Usage
+
+    from .test_cost import genai_nano
+
+    call = FakeProvider.tool_calls(("add", {"a": 2, "b": 3}))
+    replies = [
+        ModelResponse(call, Usage(1000, 20)),
+        ModelResponse({"role": "assistant", "content": "5"}, Usage(1100, 1)),
+    ]
+    priced = FakeProvider(replies, name="openai", model="gpt-4o-mini")
+    agent = Agent(provider=priced, tools=[add], autosave=False, tracing=provider)
+    await agent.chat("Add", session_id="p")
+    spans = by_name(exporter.get_finished_spans())
+    nanos = [genai_nano("gpt-4o-mini", "openai", input_tokens=i, output_tokens=o)
+             for i, o in ((1000, 20), (1100, 1))]  # fmt: skip
+    chats = [s for s in exporter.get_finished_spans() if s.name.startswith("chat")]
+    assert [s.attributes["gen_ai.usage.cost"] for s in chats] == [n / 10**9 for n in nanos]
+    assert spans["invoke_agent"].attributes["gen_ai.usage.cost"] == sum(nanos) / 10**9
+    assert "gen_ai.usage.cost" not in spans["execute_tool add"].attributes
+
+    exporter.clear()  # a model without a known price: no cost on its span or on the turn
+    unknown = FakeProvider([ModelResponse({"role": "assistant", "content": "hi"}, Usage(5, 1))],
+                           name="openai", model="no-such-model-9")  # fmt: skip
+    agent = Agent(provider=unknown, autosave=False, tracing=provider)
+    await agent.chat("Hi", session_id="q")
+    assert all("gen_ai.usage.cost" not in s.attributes for s in exporter.get_finished_spans())

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from .cost import NANO_PER_USD
 from .errors import UsageError
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 _ON = frozenset({"1", "true", "yes", "on"})
 _OFF = frozenset({"0", "false", "no", "off"})
 _CONTENT_ON = frozenset({"1", "true", "yes", "on", "span_only", "span_and_event"})
+COST_ATTRIBUTE = "gen_ai.usage.cost"
+"""The price of a model call (``chat`` span) or of a turn's calls (``invoke_agent``), in US
+dollars; absent when a call's price is unknown (no standard name yet: the one tools read most)."""
 _PROVIDER_NAMES = {"gemini": "gcp.gemini", "xai": "x_ai", "mistral": "mistral_ai"}
 _IN_PROCESS = frozenset({"local", "fake"})
 _HINT = (
@@ -373,6 +377,7 @@ class _Turn:
         self.model = provider.model if provider is not None else None
         self.agent_name = getattr(agent, "name", None)
         self.usage = [0, 0]
+        self.cost: list[int | None] = []  # each model call's price in nano-dollars (None: unknown)
         self.context: Any = None
         self.children: list[Any] = []
 
@@ -408,6 +413,8 @@ class _Turn:
         def finish() -> None:
             span.set_attribute("gen_ai.usage.input_tokens", self.usage[0])
             span.set_attribute("gen_ai.usage.output_tokens", self.usage[1])
+            if self.cost and None not in self.cost:  # a partial sum would understate it
+                span.set_attribute(COST_ATTRIBUTE, sum(c or 0 for c in self.cost) / NANO_PER_USD)
             if self.content and final:
                 out = {"role": "assistant", "content": final[-1]}
                 span.set_attribute("gen_ai.output.messages", _dump([out], "stop"))
@@ -452,11 +459,13 @@ class _Turn:
             if "first" in seen:
                 span.set_attribute("gen_ai.response.time_to_first_chunk", seen["first"])
             if "response" in seen:
-                self._response(span, seen["response"])
+                self._response(span, seen["response"], provider)
 
         return _around(span, context, self, provider.stream(messages, tools), observe, finish)
 
-    def _response(self, span: Any, response: ModelResponse) -> None:
+    def _response(self, span: Any, response: ModelResponse, provider: Provider) -> None:
+        from .cost import price_of_call
+
         raw = response.raw
         for key, value in (
             ("model", getattr(raw, "model", None)),
@@ -471,6 +480,10 @@ class _Turn:
             span.set_attribute("gen_ai.usage.output_tokens", response.usage.output_tokens)
             self.usage[0] += response.usage.input_tokens
             self.usage[1] += response.usage.output_tokens
+        nano = price_of_call(provider, response.usage)
+        self.cost.append(nano)
+        if nano is not None:
+            span.set_attribute(COST_ATTRIBUTE, nano / NANO_PER_USD)
         if self.content:
             message = response.message
             reason = response.finish_reason or (
