@@ -446,14 +446,12 @@ class _Decoder:
     def items(self, header: _Header, hi: int, depth: int, parent: int) -> list[Any]:
         """Parse the list items of an array (spec 9.4, 10).
 
-        Items of the form ``- key: value`` (objects, the common case) are parsed here
-        with the loop of :meth:`object_body` inlined, which saves a call per item.
+        Items of the form ``- key: value`` (objects, the common case) have their first field
+        parsed here and the others by :meth:`object_body`.
         """
         C, D, blanks, strict, headers, escapes = self.state
         seen_items = self.seen_items
-        seen = self.seen_fields
         item_match = _ITEM_FIELD.match
-        match = _FIELD.match
         inner = depth + 1
         out: list[Any] = []
         append = out.append
@@ -509,70 +507,9 @@ class _Decoder:
                         seen_items[content] = (key, value)
             else:
                 key, value = known
-            obj = {key: value}
-            # The other fields: the loop of object_body(inner, obj, depth).
-            while True:
-                d = D[i]
-                if d != inner:
-                    if d <= depth:
-                        break
-                    raise self.error("Unexpected indentation", i)
-                if blanks and self.spans and i in blanks:
-                    raise self.blank_error(i)
-                line = i
-                content = C[i]
-                i += 1
-                known = seen.get(content) if len(content) <= 64 else None
-                if known is not None:
-                    key, value = known
-                elif (m := match(content)) is not None:
-                    key = m.group(1)
-                    at = m.start(2)
-                    if content[at : at + 1] == '"':  # decoded in place: no copy of the value
-                        try:
-                            value, end = scanstring(content, at + 1, False)
-                        except ValueError:
-                            end = -1
-                        if end != len(content) or escapes:
-                            value = self.quoted(content[at:], line)
-                        if len(content) <= 64:
-                            seen[content] = (key, value)
-                        if strict and key in obj:
-                            raise self.error(f"Duplicate key {key!r}", line)
-                        obj[key] = value
-                        continue
-                    rest = content[at:]
-                    if not rest:
-                        self.i = i
-                        value = self.field_value(rest, line, inner)
-                        i = self.i
-                    else:
-                        if rest[0] not in NOT_PLAIN:
-                            value = LITERALS.get(rest, rest)
-                        elif rest == "[]":
-                            value = []
-                        else:
-                            value = self.prim(rest, line)
-                        if len(content) <= 64 and rest != "[]":
-                            seen[content] = (key, value)
-                else:
-                    self.i = i
-                    found = headers.get(content)
-                    if found is not None and found[0] is not None:
-                        key = found[0]
-                        if found[4] is not None and not found[2]:  # a table
-                            below = D[i]
-                            scope = below if below > inner + 1 and not strict else inner + 1
-                            value = self.rows(found, line, scope, inner)
-                        else:
-                            value = self.header_value(found, line, inner + 1)
-                    else:
-                        key, value = self.general_field(content, line, inner)
-                    i = self.i
-                if strict and key in obj:
-                    raise self.error(f"Duplicate key {key!r}", line)
-                obj[key] = value
-            append(obj)
+            self.i = i
+            append(self.object_body(inner, {key: value}, depth))
+            i = self.i
         self.i = i
         self.spans -= started
         self.check_count(len(out), header, hi)
