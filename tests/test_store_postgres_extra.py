@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -30,17 +31,43 @@ def user(text: str) -> dict[str, Any]:
     return {"role": "user", "content": text}
 
 
+@contextlib.contextmanager
+def released_store(url: str, version: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A store of the released schema ``version`` (only its migrations), closed on exit."""
+    from scratchy.stores import postgres
+
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:version])
+        patch.setattr(postgres, "SCHEMA_VERSION", version)
+        store = postgres.PostgresStore(url)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def schema_state(postgres_url: str, schema: str) -> tuple[list[int], set[str]]:
+    """The schema's applied migration versions (sorted) and its index names."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'SET search_path = "{schema}"')
+        versions = [r[0] for r in conn.execute("SELECT version FROM scratchy_schema_migrations")]
+        indexes = {
+            r[0]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
+            )
+        }
+    return sorted(versions), indexes
+
+
 def test_v2_schema_is_upgraded_with_cjk_bodies_split(
     postgres_url: str, pg: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scratchy.stores import postgres
     from scratchy.stores.postgres import SCHEMA_VERSION, PostgresStore
 
     url, schema = pg
-    with monkeypatch.context() as patch:  # a store of the released version 2 makes the schema
-        patch.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:2])
-        patch.setattr(postgres, "SCHEMA_VERSION", 2)
-        PostgresStore(url).close()
+    with released_store(url, 2, monkeypatch):  # a store of the released version 2
+        pass
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f'SET search_path = "{schema}"')
         conn.execute(
@@ -67,19 +94,7 @@ def test_v2_schema_is_upgraded_with_cjk_bodies_split(
         assert [h.index for h in store.search("café")] == [1]  # a bad row keeps its body
     finally:
         store.close()
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        versions = [
-            r[0]
-            for r in conn.execute(
-                f'SELECT version FROM "{schema}".scratchy_schema_migrations ORDER BY version'
-            )
-        ]
-        indexes = {
-            r[0]
-            for r in conn.execute(
-                "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
-            )
-        }
+    versions, indexes = schema_state(postgres_url, schema)
     assert versions == list(range(1, SCHEMA_VERSION + 1))
     assert "scratchy_sessions_owner_page" in indexes
     assert "scratchy_sessions_page" not in indexes and "scratchy_sessions_updated" not in indexes
@@ -89,19 +104,14 @@ def test_v2_schema_is_upgraded_with_cjk_bodies_split(
 def test_v4_schema_gets_the_owner_page_index(
     postgres_url: str, pg: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scratchy.stores import postgres
     from scratchy.stores.postgres import SCHEMA_VERSION, PostgresStore
 
     url, schema = pg
-    with monkeypatch.context() as patch:  # a store of the released version 4 makes the schema
-        patch.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:4])
-        patch.setattr(postgres, "SCHEMA_VERSION", 4)
-        old = PostgresStore(url)
+    with released_store(url, 4, monkeypatch) as old:  # a store of the released version 4
         for owner in ("alice", "bob", None):
             view = old if owner is None else old.scoped(owner)
             for i in range(3):
                 view.append(f"s{i}", [user(f"{owner} {i}")])
-        old.close()
     store = PostgresStore(url)
     for owner in ("alice", "bob", None):
         view = store if owner is None else store.scoped(owner)
@@ -109,11 +119,8 @@ def test_v4_schema_gets_the_owner_page_index(
         assert [i.id for i in first.items] == ["s2", "s1"]
         assert [i.id for i in view.list_page(limit=2, cursor=first.next_cursor).items] == ["s0"]
     store.close()
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'SET search_path = "{schema}"')
-        versions = [r[0] for r in conn.execute("SELECT version FROM scratchy_schema_migrations")]
-        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
-    assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1))
+    versions, indexes = schema_state(postgres_url, schema)
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
     assert "scratchy_sessions_owner_page" in indexes and "scratchy_sessions_page" not in indexes
 
 
