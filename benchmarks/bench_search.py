@@ -64,8 +64,10 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     total = args.sessions * args.messages
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, {platform.system()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.system()}"
+    )
     print(f"{args.sessions:,} sessions x {args.messages} messages ({total:,} messages)")
     print(f"index build (first search): {build:.1f} s, index size {size / 1e6:.0f} MB")
     for query, (ms, n) in results.items():

@@ -83,9 +83,7 @@ def test_a_wide_terminal_shows_every_column(tmp_path: Path) -> None:
 
 
 def test_a_narrow_terminal_keeps_a_shortened_title(tmp_path: Path) -> None:
-    SessionManager(tmp_path / HISTORY).save_session(
-        "short", [{"role": "user", "content": TITLE}]
-    )
+    SessionManager(tmp_path / HISTORY).save_session("short", [{"role": "user", "content": TITLE}])
     lines = in_terminal(tmp_path, 60)
     assert lines[0].split() == ["ID", "Messages", "Last", "activity", "Title"]
     row = lines[1]

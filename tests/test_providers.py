@@ -631,15 +631,21 @@ async def test_switch_model_on_a_self_hosted_server(monkeypatch) -> None:
 
     old = resolve_provider("qwen2.5", base_url="http://127.0.0.1:9/v1", max_tokens=50)
     assert inherited_settings(old, "gpt-4o") == (
-        "openai-compatible:gpt-4o", {"base_url": "http://127.0.0.1:9/v1", "max_tokens": 50}
+        "openai-compatible:gpt-4o",
+        {"base_url": "http://127.0.0.1:9/v1", "max_tokens": 50},
     )  # a bare name stays on the server, even one that looks like OpenAI's
     new = await switch_model(old, "llama3.1:8b")
     assert (new.name, new.model, new.base_url, new.max_tokens) == (
-        "openai-compatible", "llama3.1:8b", "http://127.0.0.1:9/v1", 50
+        "openai-compatible",
+        "llama3.1:8b",
+        "http://127.0.0.1:9/v1",
+        50,
     )
     ollama = await switch_model(new, "ollama:phi3")  # another provider: its own URL
     assert (ollama.name, ollama.base_url, ollama.max_tokens) == (
-        "ollama", "http://127.0.0.1:11434/v1", 50
+        "ollama",
+        "http://127.0.0.1:11434/v1",
+        50,
     )
     tagged = await switch_model(ollama, "mistral:large")  # an Ollama tag, not a provider
     assert (tagged.name, tagged.model) == ("ollama", "mistral:large")

@@ -64,7 +64,7 @@ def _mask(match: re.Match[str]) -> str:
         if len(value) >= 2 * len(quote) and value.startswith(quote) and value.endswith(quote):
             return f"{head}{quote}{MASK}{quote}"
     if match.re is _SECRET_PATTERNS[2] and match.group(2).endswith('"'):
-        return f'{head}{match.group(2)}{MASK}{match.group(2)}'  # "pin": 1234 stays JSON
+        return f"{head}{match.group(2)}{MASK}{match.group(2)}"  # "pin": 1234 stays JSON
     return head + MASK
 
 

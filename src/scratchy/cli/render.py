@@ -83,8 +83,8 @@ def markdown(text: str) -> Any:
     md = Markdown(text, hyperlinks=False)
     from markdown_it import MarkdownIt
 
-    parser = MarkdownIt().enable("strikethrough").enable("table").disable(
-        ["html_inline", "html_block"]
+    parser = (
+        MarkdownIt().enable("strikethrough").enable("table").disable(["html_inline", "html_block"])
     )
     md.parsed = parser.parse(text)
     return md

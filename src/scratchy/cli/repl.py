@@ -352,7 +352,6 @@ def demo_model_notice(agent: Agent) -> str | None:
     )
 
 
-
 def build_agent(
     *, model: str | None, directory: str | None, approve: str, memory: str = "off"
 ) -> Agent:
@@ -418,9 +417,7 @@ def _run_chat(
             if tools:
                 agent.load_default_tools()
             return asyncio.run(_answer_once(agent, session_id, question))
-        repl = Repl(
-            agent, session_id, err_console=err, debug=debug, tools=tools, markdown=markdown
-        )
+        repl = Repl(agent, session_id, err_console=err, debug=debug, tools=tools, markdown=markdown)
         agent.callbacks.on_tool_approval = repl.approve
         return asyncio.run(_run(repl))
     except ScratchyError as exc:

@@ -233,9 +233,7 @@ def list_cmd(directory: str | None, as_json: bool, limit: int | None, sort: str)
 @sessions.command()
 @click.argument("session_id")
 @_dir_option
-@click.option(
-    "-n", "--last", default=0, type=int, help="Show only the last N messages (0: all)."
-)
+@click.option("-n", "--last", default=0, type=int, help="Show only the last N messages (0: all).")
 def show(session_id: str, directory: str | None, last: int) -> None:
     """Show a session's header and messages."""
     _not_negative("-n/--last", last, "0 shows every message")
@@ -306,9 +304,7 @@ def export(
         try:
             target.write_text(text + "\n", encoding="utf-8")
         except OSError as exc:
-            raise click.ClickException(
-                f"Cannot write {output}: {exc.strerror or exc}"
-            ) from None
+            raise click.ClickException(f"Cannot write {output}: {exc.strerror or exc}") from None
         click.echo(f"Exported {len(messages)} messages to {output}", err=True)
     else:
         click.echo(text)
